@@ -1,0 +1,31 @@
+@{
+    RootModule           = 'LeakTools.dll'
+    ModuleVersion        = '0.1.0'
+    GUID                 = '5b0f4c53-8f3e-4a61-9a43-2f6c1c7e4d21'
+    Author               = 'LeakTools'
+    CompanyName          = 'LeakTools'
+    Copyright            = '(c) LeakTools contributors. MIT License.'
+    Description          = 'Hunts memory leaks in native Linux processes: Pss/Uss from smaps, pmap -X as objects, allocation tracing, cores, symbolizing and trend monitoring.'
+    PowerShellVersion    = '7.4'
+    CompatiblePSEditions = @('Core')
+    FormatsToProcess     = @(
+        'LeakTools.ProcFs.Format.ps1xml'
+    )
+    TypesToProcess       = @(
+        'LeakTools.Types.ps1xml'
+    )
+    CmdletsToExport      = @(
+        'Get-ProcessPss'
+        'Get-ProcessMemoryMap'
+        'Get-SystemMemory'
+    )
+    FunctionsToExport    = @()
+    VariablesToExport    = @()
+    AliasesToExport      = @()
+    PrivateData          = @{
+        PSData = @{
+            Tags       = @('Linux', 'Memory', 'Leak', 'pmap', 'smaps', 'valgrind', 'memleax')
+            LicenseUri = 'https://opensource.org/licenses/MIT'
+        }
+    }
+}

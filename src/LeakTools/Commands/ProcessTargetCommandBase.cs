@@ -1,0 +1,198 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Management.Automation;
+using LeakTools.Core;
+using LeakTools.Core.ProcFs;
+
+namespace LeakTools.Commands;
+
+/// <summary>Resolves -Name / -Id / -InputObject to processes once, for every cmdlet that works on
+/// processes, as PowerShell's ProcessBaseCommand does. Names match Get-Process style (wildcards,
+/// case-insensitive) against the display name, the kernel's comm (cut at 15 characters) and the
+/// base name of argv[0], so <c>amsHelper</c> finds <c>/sbin/amsHelper -f</c>.
+/// -Name is deliberately not bound by property name from the pipeline: our objects carry both Name
+/// and Id, and binding Name would turn one piped process into every process of that name.</summary>
+public abstract class ProcessTargetCommandBase : PSCmdlet
+{
+    protected const string NameSet = "Name";
+    protected const string IdSet = "Id";
+    protected const string InputObjectSet = "InputObject";
+
+    private int _deniedCount;
+
+    /// <summary>Process names (wildcards allowed).</summary>
+    [Parameter(Position = 0, ParameterSetName = NameSet)]
+    [Alias("ProcessName")]
+    [ValidateNotNullOrEmpty]
+    public string[]? Name { get; set; }
+
+    /// <summary>Process ids.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = IdSet, ValueFromPipelineByPropertyName = true)]
+    [Alias("PID", "ProcessId")]
+    public int[] Id { get; set; } = Array.Empty<int>();
+
+    /// <summary>Process objects, as Get-Process emits them.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = InputObjectSet, ValueFromPipeline = true)]
+    public Process[] InputObject { get; set; } = Array.Empty<Process>();
+
+    /// <summary>The /proc reader every subclass uses.</summary>
+    protected ProcessReader Reader { get; private set; } = new();
+
+    /// <summary>True when no target was named: every readable process is wanted, so processes
+    /// the caller may not read are skipped with one warning instead of an error each.</summary>
+    protected bool AllProcesses => ParameterSetName == NameSet && Name is null;
+
+    protected override void BeginProcessing() => Reader = new ProcessReader();
+
+    protected override void ProcessRecord()
+    {
+        foreach (ProcessIdentity identity in ResolveTargets())
+        {
+            try
+            {
+                ProcessTarget(identity);
+            }
+            catch (ProcessExitedException)
+            {
+                WriteVerbose($"Process {identity.Id} ({identity.Name}) exited while it was being read; skipped.");
+            }
+            catch (ProcessAccessDeniedException ex) when (AllProcesses)
+            {
+                _deniedCount++;
+                WriteVerbose(ex.Message);
+            }
+            catch (LeakToolsException ex)
+            {
+                WriteError(ErrorRecords.From(ex, identity.Id));
+            }
+        }
+    }
+
+    protected override void EndProcessing()
+    {
+        if (_deniedCount > 0)
+        {
+            WriteWarning($"{_deniedCount} process(es) could not be read and were skipped: reading another user's " +
+                         "process memory needs root with CAP_SYS_PTRACE. Use -Verbose to list them.");
+        }
+    }
+
+    /// <summary>Does the cmdlet's work for one resolved process.</summary>
+    protected abstract void ProcessTarget(ProcessIdentity identity);
+
+    /// <summary>Processes named by this record's parameters; errors for those that do not exist.</summary>
+    protected IEnumerable<ProcessIdentity> ResolveTargets()
+    {
+        switch (ParameterSetName)
+        {
+            case IdSet:
+                foreach (int pid in Id)
+                {
+                    ProcessIdentity? identity = ReadById(pid);
+                    if (identity is not null) yield return identity;
+                }
+                break;
+            case InputObjectSet:
+                foreach (Process process in InputObject)
+                {
+                    ProcessIdentity? identity = ReadById(process.Id);
+                    if (identity is not null) yield return identity;
+                }
+                break;
+            default:
+                foreach (ProcessIdentity identity in ResolveByName()) yield return identity;
+                break;
+        }
+    }
+
+    private ProcessIdentity? ReadById(int pid)
+    {
+        try
+        {
+            ProcessIdentity identity = Reader.ReadIdentity(pid);
+            return Usable(identity) ? identity : null;
+        }
+        catch (ProcessNotFoundException ex)
+        {
+            WriteError(ErrorRecords.From(ex, pid));
+        }
+        catch (ProcessExitedException)
+        {
+            WriteVerbose($"Process {pid} exited while it was being read; skipped.");
+        }
+        catch (LeakToolsException ex)
+        {
+            WriteError(ErrorRecords.From(ex, pid));
+        }
+        return null;
+    }
+
+    /// <summary>Kernel threads and zombies have no user memory: skipped, said with -Verbose.</summary>
+    private bool Usable(ProcessIdentity identity)
+    {
+        if (identity.Status.IsKernelThread)
+        {
+            WriteVerbose($"Process {identity.Id} ({identity.Name}) is a kernel thread and has no user memory; skipped.");
+            return false;
+        }
+        if (identity.Status.IsZombie)
+        {
+            WriteVerbose($"Process {identity.Id} ({identity.Name}) is a zombie (exited, not yet reaped); skipped.");
+            return false;
+        }
+        return true;
+    }
+
+    private IEnumerable<ProcessIdentity> ResolveByName()
+    {
+        var patterns = (Name ?? Array.Empty<string>())
+            .Select(n => (Text: n, Pattern: new WildcardPattern(n, WildcardOptions.IgnoreCase | WildcardOptions.CultureInvariant), Matched: false))
+            .ToArray();
+        var found = new List<ProcessIdentity>();
+        foreach (int pid in Reader.Root.ListProcessIds())
+        {
+            ProcessIdentity identity;
+            try
+            {
+                identity = Reader.ReadIdentity(pid);
+            }
+            catch (LeakToolsException)
+            {
+                continue; // gone since the directory listing, or hidden: not a match
+            }
+            if (patterns.Length > 0)
+            {
+                bool any = false;
+                for (int i = 0; i < patterns.Length; i++)
+                {
+                    foreach (string candidate in identity.MatchNames)
+                    {
+                        if (patterns[i].Pattern.IsMatch(candidate))
+                        {
+                            patterns[i].Matched = true;
+                            any = true;
+                            break;
+                        }
+                    }
+                }
+                if (!any) continue;
+            }
+            if (Usable(identity)) found.Add(identity);
+        }
+
+        foreach (var p in patterns)
+        {
+            if (p.Matched || WildcardPattern.ContainsWildcardCharacters(p.Text)) continue;
+            string message = $"Cannot find a process with the name \"{p.Text}\". Verify the process name and call the cmdlet again.";
+            if (int.TryParse(p.Text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int asPid))
+                message += $" To select a process by its id, use -Id {asPid}.";
+            WriteError(new ErrorRecord(
+                new LeakToolsException(FailureKind.NotFound, "ProcessNotFound", message, p.Text),
+                "ProcessNotFound", ErrorCategory.ObjectNotFound, p.Text));
+        }
+
+        return patterns.Length == 0
+            ? found
+            : found.OrderBy(i => i.Name, StringComparer.OrdinalIgnoreCase).ThenBy(i => i.Id);
+    }
+}
