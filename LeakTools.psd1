@@ -10,6 +10,7 @@
     CompatiblePSEditions = @('Core')
     FormatsToProcess     = @(
         'LeakTools.ProcFs.Format.ps1xml'
+        'LeakTools.StackFrame.Format.ps1xml'
     )
     TypesToProcess       = @(
         'LeakTools.Types.ps1xml'

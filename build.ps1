@@ -23,7 +23,7 @@ param(
     [ValidateSet('Debug', 'Release')]
     [string] $Configuration = 'Release',
 
-    # Test: only xunit tests whose name matches this dotnet test filter, and Pester files matching it.
+    # Test: only tests whose full name contains this text (xunit FullyQualifiedName~X, Pester *X*).
     [string] $Filter
 )
 

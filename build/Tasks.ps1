@@ -96,7 +96,7 @@ function Invoke-TestTask {
         $trx = "$project.trx"
         $testArgs = @('test', (Join-Path $Root "tests/$project/$project.csproj"), '-c', $Configuration, '-nologo',
             '--logger', "trx;LogFileName=$trx", '--logger', 'console;verbosity=minimal', '--results-directory', $results)
-        if ($Filter) { $testArgs += @('--filter', $Filter) }
+        if ($Filter) { $testArgs += @("--filter", "FullyQualifiedName~$Filter") }
         & $Dotnet @testArgs | Out-Host
         $counts = Get-TrxCounts (Join-Path $results $trx)
         if ($counts.Missing) { Write-Host "    no results from $project (build or host failure)" }
