@@ -161,8 +161,8 @@ public static class ElfSymbolReader
 }
 
 /// <summary>Function symbols sorted for binary search: the name covering an address, honouring
-/// sizes. Where several symbols start at one address, the first in table order wins unless a
-/// later one is larger (binutils' rule), so addr2line and LeakTools name the same alias.</summary>
+/// sizes. Where several symbols start at one address, the name follows binutils' better_fit
+/// (the smaller, then table order), so addr2line and LeakTools name the same alias.</summary>
 internal sealed class FunctionSymbolIndex
 {
     private readonly ulong[] _starts;
@@ -181,13 +181,21 @@ internal sealed class FunctionSymbolIndex
             if (s.Type is not ("FUNC" or "IFUNC") || s.Section is "UND" or "ABS" || s.Address == 0 && s.Size == 0) continue;
             candidates.Add((s.Address, (ulong)s.Size, order, s.Name));
         }
-        candidates.Sort((a, b) => a.Start != b.Start ? a.Start.CompareTo(b.Start) : a.Size != b.Size ? b.Size.CompareTo(a.Size) : a.Order.CompareTo(b.Order));
+        // binutils' better_fit among aliases at one address: sized before size 0, then the
+        // smaller, then the first in table order (binding does not matter in binutils 2.40).
+        candidates.Sort((a, b) => a.Start != b.Start ? a.Start.CompareTo(b.Start)
+            : a.Size != b.Size ? (a.Size == 0 ? 1 : b.Size == 0 ? -1 : a.Size.CompareTo(b.Size))
+            : a.Order.CompareTo(b.Order));
         var starts = new List<ulong>(candidates.Count);
         var sizes = new List<ulong>(candidates.Count);
         var names = new List<string>(candidates.Count);
         foreach (var c in candidates)
         {
-            if (starts.Count > 0 && starts[^1] == c.Start) continue;
+            if (starts.Count > 0 && starts[^1] == c.Start)
+            {
+                sizes[^1] = Math.Max(sizes[^1], c.Size); // the group covers as far as its largest alias
+                continue;
+            }
             starts.Add(c.Start);
             sizes.Add(c.Size);
             names.Add(c.Name);

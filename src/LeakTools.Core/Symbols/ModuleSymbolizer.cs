@@ -18,6 +18,7 @@ public sealed class ModuleSymbolizer : IDisposable
     private readonly Dictionary<ulong, SymbolizedAddress> _cache = new();
     private readonly List<int> _chain = new();
     private readonly object _lock = new();
+    private readonly bool _dwarfEmbedded;
 
     internal ModuleSymbolizer(ElfFile file, string path, ElfFile? debugFile, DebugInfoSource source, ElfFile? miniDebugInfo)
     {
@@ -27,6 +28,7 @@ public sealed class ModuleSymbolizer : IDisposable
         _miniDebugInfo = miniDebugInfo;
         DebugSource = source;
         ElfFile? dwarfFile = file.HasDwarf ? file : debugFile?.HasDwarf == true ? debugFile : null;
+        _dwarfEmbedded = dwarfFile == file;
         if (dwarfFile is not null)
         {
             try
@@ -84,7 +86,7 @@ public sealed class ModuleSymbolizer : IDisposable
         if (_debugFile is not null) list.AddRange(ElfSymbolReader.Read(_debugFile, dynsym: false, plt: false, table: ".symtab (" + System.IO.Path.GetFileName(_debugFile.Path) + ")"));
         if (_miniDebugInfo is not null) list.AddRange(ElfSymbolReader.Read(_miniDebugInfo, dynsym: false, plt: false, table: ".gnu_debugdata"));
         // Function index order: module .symtab, debug .symtab, MiniDebugInfo, .dynsym, PLT.
-        list.Sort((a, b) => Rank(a).CompareTo(Rank(b)));
+        list = list.OrderBy(Rank).ToList(); // stable: table order within each table
         if (!includeUndefined) list.RemoveAll(s => !s.IsDefined);
         foreach (ElfSymbol s in list) s.Module = Path;
         return list;
@@ -162,9 +164,10 @@ public sealed class ModuleSymbolizer : IDisposable
             {
                 if (sym >= 0)
                 {
-                    // binutils: a DWARF name without linkage name gives way to the ELF symbol that
-                    // starts where the function does (foo.constprop.0, foo.cold, aliases).
-                    if ((!e.NameIsLinkage && _functions.Start(sym) == e.FirstLow) || name is null) name = _functions.DemangledName(sym);
+                    // binutils: a DWARF name without linkage name gives way to the ELF symbol of the
+                    // same file that starts where the function does (foo.constprop.0, aliases).
+                    // With a separate debug file it keeps the DWARF name.
+                    if ((_dwarfEmbedded && !e.NameIsLinkage && _functions.Start(sym) == e.FirstLow) || name is null) name = _functions.DemangledName(sym);
                     start = _functions.Start(sym); // the symbol covers the address (foo, or its foo.cold part)
                 }
             }

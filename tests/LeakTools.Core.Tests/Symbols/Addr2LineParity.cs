@@ -130,7 +130,7 @@ public static class Addr2LineParity
             if (fn) result.FunctionMatches++;
             if (file || functionsOnly) result.FileMatches++;
             if (line || functionsOnly) result.LineMatches++;
-            if (!(fn && ((file && line) || functionsOnly)) && result.Differences.Count < 400)
+            if (!(fn && ((file && line) || functionsOnly)) && result.Differences.Count < 20000)
             {
                 string e = string.Join(" <- ", expected.Select(f => $"{f.Function} {Path.GetFileName(f.File ?? "??")}:{f.Line?.ToString() ?? "?"}"));
                 string a = string.Join(" <- ", actual.Select(f => $"{f.Function} {Path.GetFileName(f.File ?? "??")}:{f.Line?.ToString() ?? "?"}"));
