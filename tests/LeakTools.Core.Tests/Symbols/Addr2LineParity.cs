@@ -18,11 +18,15 @@ public sealed class ParityResult
     public int FileMatches;
     public int LineMatches;
     public List<string> Differences = new();
+    public Dictionary<string, int> Explained = new();
+    public List<string> Unexplained = new();
 
     public double Rate(int n) => Addresses == 0 ? 0 : 100.0 * n / Addresses;
 
     public override string ToString() =>
-        $"{Variant,-22} {Addresses,6} addresses  function {Rate(FunctionMatches),6:F2}%  file {Rate(FileMatches),6:F2}%  line {Rate(LineMatches),6:F2}%";
+        $"{Variant,-22} {Addresses,6} addresses  function {Rate(FunctionMatches),6:F2}%  file {Rate(FileMatches),6:F2}%  line {Rate(LineMatches),6:F2}%" +
+        (Explained.Count == 0 ? "" : "  differences: " + string.Join(", ", Explained.Select(e => $"{e.Value} {e.Key}"))) +
+        (Unexplained.Count == 0 ? "" : $"  UNEXPLAINED {Unexplained.Count}");
 }
 
 /// <summary>Compares the symbolizer with binutils addr2line over addresses spread through every
@@ -108,6 +112,85 @@ public static class Addr2LineParity
         return result;
     }
 
+    /// <summary>Runs eu-addr2line -a -i (elfutils) over addresses: the location of each inline
+    /// level, innermost first (file and line only).</summary>
+    public static Dictionary<ulong, List<PeerFrame>> RunEuAddr2Line(string binary, IReadOnlyList<ulong> addresses)
+    {
+        var result = new Dictionary<ulong, List<PeerFrame>>();
+        if (addresses.Count == 0) return result;
+        string output = Tools.Run("eu-addr2line", new[] { "-a", "-i", "-e", binary }.Concat(addresses.Select(a => $"0x{a:x}")).ToArray());
+        List<PeerFrame>? current = null;
+        foreach (string line in output.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (line.StartsWith("0x", StringComparison.Ordinal) && ulong.TryParse(line.AsSpan(2), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong a))
+            {
+                current = result[a] = new List<PeerFrame>();
+                continue;
+            }
+            if (current is null) continue;
+            string[] parts = line.Split(':');
+            // file:line[:column]
+            int? number = parts.Length >= 2 && int.TryParse(parts[1], out int n) ? n : null;
+            current.Add(new PeerFrame(null, parts[0] == "??" ? null : parts[0], number));
+        }
+        return result;
+    }
+
+    /// <summary>Sorts each difference from addr2line into a known cause, checked per address:
+    /// <list type="bullet">
+    /// <item>"binutils DWARF 5 file bug": only a file name differs and elfutils' eu-addr2line names
+    /// the same file as LeakTools (binutils 2.40 resolves rows that use a DWARF 5 line program's
+    /// initial file register, 1, as file 0: the unit's main file instead of the header).</item>
+    /// <item>"binutils inline-at-symbol-start name": only the innermost name differs; LeakTools names
+    /// the inlined function, binutils the enclosing one, because an ELF symbol starts exactly where
+    /// the inlined code does and binutils then renames the innermost DWARF function after it.</item>
+    /// </list>
+    /// Anything else is unexplained.</summary>
+    public static void Explain(ParityResult result, ModuleSymbolizer module, Dictionary<ulong, List<PeerFrame>> peer, Func<IReadOnlyList<ulong>, Dictionary<ulong, List<PeerFrame>>> elfutils)
+    {
+        var mismatched = new List<ulong>();
+        foreach (var (address, expected) in peer)
+        {
+            var actual = module.Resolve(address).Frames;
+            if (!Same(expected, actual)) mismatched.Add(address);
+        }
+        var eu = mismatched.Count > 0 ? elfutils(mismatched) : new();
+        foreach (ulong address in mismatched)
+        {
+            var expected = peer[address];
+            var actual = module.Resolve(address).Frames;
+            string? cause = null;
+            if (expected.Count == actual.Count)
+            {
+                bool functionsSame = expected.Zip(actual).All(p => p.First.Function == p.Second.Function);
+                bool linesSame = expected.Zip(actual).All(p => (p.First.Line ?? 0) == (p.Second.Line ?? 0));
+                bool filesSame = expected.Zip(actual).All(p => p.First.File == p.Second.File);
+                if (functionsSame && linesSame && !filesSame && eu.TryGetValue(address, out var euFrames) && euFrames.Count == actual.Count &&
+                    euFrames.Zip(actual).All(p => p.First.File == p.Second.File))
+                    cause = "binutils DWARF 5 file bug";
+                else if (!functionsSame && linesSame && actual.Count >= 2 && actual[0].IsInline && expected[0].Function == actual[^1].Function &&
+                         expected.Skip(1).Zip(actual.Skip(1)).All(p => p.First.Function == p.Second.Function))
+                    cause = "binutils inline-at-symbol-start name";
+            }
+            if (cause is null)
+            {
+                result.Unexplained.Add(Describe(result.Variant, address, expected, actual));
+                continue;
+            }
+            result.Explained[cause] = result.Explained.GetValueOrDefault(cause) + 1;
+        }
+    }
+
+    private static bool Same(IReadOnlyList<PeerFrame> expected, IReadOnlyList<SymbolFrame> actual) =>
+        expected.Count == actual.Count && expected.Zip(actual).All(p => p.First.Function == p.Second.Function && p.First.File == p.Second.File && (p.First.Line ?? 0) == (p.Second.Line ?? 0));
+
+    private static string Describe(string variant, ulong address, IReadOnlyList<PeerFrame> expected, IReadOnlyList<SymbolFrame> actual)
+    {
+        string e = string.Join(" <- ", expected.Select(f => $"{f.Function} {Path.GetFileName(f.File ?? "??")}:{f.Line?.ToString() ?? "?"}"));
+        string a = string.Join(" <- ", actual.Select(f => $"{f.Function} {Path.GetFileName(f.File ?? "??")}:{f.Line?.ToString() ?? "?"}"));
+        return $"{variant} 0x{address:x}: addr2line [{e}]  ours [{a}]";
+    }
+
     /// <summary>Compares <paramref name="module"/> with the peer's frames for each address.</summary>
     public static ParityResult Compare(string variant, ModuleSymbolizer module, Dictionary<ulong, List<PeerFrame>> peer, bool functionsOnly = false, bool outermostOnly = false)
     {
@@ -130,12 +213,8 @@ public static class Addr2LineParity
             if (fn) result.FunctionMatches++;
             if (file || functionsOnly) result.FileMatches++;
             if (line || functionsOnly) result.LineMatches++;
-            if (!(fn && ((file && line) || functionsOnly)) && result.Differences.Count < 20000)
-            {
-                string e = string.Join(" <- ", expected.Select(f => $"{f.Function} {Path.GetFileName(f.File ?? "??")}:{f.Line?.ToString() ?? "?"}"));
-                string a = string.Join(" <- ", actual.Select(f => $"{f.Function} {Path.GetFileName(f.File ?? "??")}:{f.Line?.ToString() ?? "?"}"));
-                result.Differences.Add($"{variant} 0x{address:x}: addr2line [{e}]  ours [{a}]");
-            }
+            if (!(fn && ((file && line) || functionsOnly)) && result.Differences.Count < 1000)
+                result.Differences.Add(Describe(variant, address, expected, actual));
         }
         return result;
     }
