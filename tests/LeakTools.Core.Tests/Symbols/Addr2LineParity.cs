@@ -116,9 +116,13 @@ public static class Addr2LineParity
     /// level, innermost first (file and line only).</summary>
     public static Dictionary<ulong, List<PeerFrame>> RunEuAddr2Line(string binary, IReadOnlyList<ulong> addresses)
     {
+        if (addresses.Count == 0) return new();
+        return ParseEuAddr2Line(Tools.Run("eu-addr2line", new[] { "-a", "-i", "-e", binary }.Concat(addresses.Select(a => $"0x{a:x}")).ToArray()));
+    }
+
+    public static Dictionary<ulong, List<PeerFrame>> ParseEuAddr2Line(string output)
+    {
         var result = new Dictionary<ulong, List<PeerFrame>>();
-        if (addresses.Count == 0) return result;
-        string output = Tools.Run("eu-addr2line", new[] { "-a", "-i", "-e", binary }.Concat(addresses.Select(a => $"0x{a:x}")).ToArray());
         List<PeerFrame>? current = null;
         foreach (string line in output.Split('\n', StringSplitOptions.RemoveEmptyEntries))
         {
