@@ -30,7 +30,7 @@ public sealed class SymbolSampleTests(ITestOutputHelper output)
         ParityResult r = Addr2LineParity.Compare(file, module, peer);
         Addr2LineParity.Explain(r, module, peer, _ => eu);
         output.WriteLine(r.ToString());
-        Assert.True(r.Addresses > 300);
+        Assert.True(r.Addresses > 80);
         Assert.Empty(r.Unexplained);
         Assert.True(r.Addresses - r.FunctionMatches <= 3 && r.Addresses - r.LineMatches <= 3, r.ToString()); // the explained binutils quirks
         Assert.Empty(module.Problems);
