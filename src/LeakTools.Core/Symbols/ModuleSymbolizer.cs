@@ -19,6 +19,7 @@ public sealed class ModuleSymbolizer : IDisposable
     private readonly List<int> _chain = new();
     private readonly object _lock = new();
     private readonly bool _dwarfEmbedded;
+    private readonly string? _loadProblem;
 
     internal ModuleSymbolizer(ElfFile file, string path, ElfFile? debugFile, DebugInfoSource source, ElfFile? miniDebugInfo)
     {
@@ -35,9 +36,11 @@ public sealed class ModuleSymbolizer : IDisposable
             {
                 _dwarf = new DwarfInfo(DwarfSections.From(dwarfFile));
             }
-            catch (BadFormatException)
+            catch (Exception ex) when (ex is BadFormatException or LeakToolsException)
             {
+                // Debug sections that do not decompress or parse: symbols only, said in Problems.
                 _dwarf = null;
+                _loadProblem = ex.Message;
             }
         }
         _functions = new FunctionSymbolIndex(AllSymbols(includeUndefined: false));
@@ -71,7 +74,11 @@ public sealed class ModuleSymbolizer : IDisposable
     {
         get
         {
-            lock (_lock) return _dwarf?.Problems.ToArray() ?? Array.Empty<string>();
+            lock (_lock)
+            {
+                if (_loadProblem is not null) return new[] { _loadProblem };
+                return _dwarf?.Problems.ToArray() ?? Array.Empty<string>();
+            }
         }
     }
 

@@ -142,16 +142,54 @@ public sealed class SymbolSampleTests(ITestOutputHelper output)
         }
     }
 
-    [Fact]
-    public void Debuglink_crc_is_checked()
+    [LinuxFact("objcopy")]
+    public void Separate_debug_files_are_found_by_debuglink_with_its_crc_checked_and_by_path()
     {
+        Assert.Equal(0xCBF43926u, Crc32.Append(0, "123456789"u8)); // the CRC-32 check value
         string dir = Directory.CreateTempSubdirectory("leaktools-debuglink").FullName;
         try
         {
-            // The sample's own bytes as a "debug file", with a debuglink section naming it.
-            byte[] debug = File.ReadAllBytes(Sample("dwarf5-O2.elf"));
-            Assert.Equal(Crc32.Append(0, debug), Crc32.OfFile(Sample("dwarf5-O2.elf")));
-            Assert.Equal(0xCBF43926u, Crc32.Append(0, "123456789"u8)); // the standard check value
+            string binary = Path.Combine(dir, "prog");
+            string debug = Path.Combine(dir, "prog.dbg");
+            Tools.Run("objcopy", "--only-keep-debug", Sample("dwarf5-O2.elf"), debug);
+            Tools.Run("objcopy", "--strip-all", "--add-gnu-debuglink=" + debug, Sample("dwarf5-O2.elf"), binary);
+            using (var elf = ElfFile.Open(binary))
+            {
+                Assert.Equal("prog.dbg", elf.DebugLink);
+                Assert.Equal(Crc32.OfFile(debug), elf.DebugLinkCrc);
+            }
+            var none = new SymbolizerOptions { DebugDirectories = Array.Empty<string>() };
+            using (var cache = new SymbolCache(none))
+            {
+                ModuleSymbolizer m = cache.GetModule(binary);
+                Assert.Equal(DebugInfoSource.DebugLink, m.DebugSource);
+                Assert.True(m.HasLineInfo);
+            }
+
+            // Same build-id, one byte changed: the CRC no longer matches and the file is refused.
+            byte[] bytes = File.ReadAllBytes(debug);
+            bytes[^1] ^= 0xff;
+            File.WriteAllBytes(debug, bytes);
+            using (var cache = new SymbolCache(none))
+            {
+                ModuleSymbolizer m = cache.GetModule(binary);
+                Assert.Equal(DebugInfoSource.None, m.DebugSource);
+                Assert.False(m.HasLineInfo);
+            }
+
+            // ROOT/<module path>.debug, from a private debug root.
+            string root = Path.Combine(dir, "root");
+            string byPath = root + binary + ".debug";
+            Directory.CreateDirectory(Path.GetDirectoryName(byPath)!);
+            Tools.Run("objcopy", "--only-keep-debug", Sample("dwarf5-O2.elf"), byPath);
+            File.Delete(debug);
+            using (var cache = new SymbolCache(new SymbolizerOptions { DebugDirectories = new[] { root } }))
+            {
+                ModuleSymbolizer m = cache.GetModule(binary);
+                Assert.Equal(DebugInfoSource.DebugPath, m.DebugSource);
+                Assert.Equal(byPath, m.DebugFile);
+                Assert.True(m.Resolve(0x1430).HasLine);
+            }
         }
         finally
         {
