@@ -22,11 +22,27 @@ internal readonly unsafe struct ByteBlock
         Length = array.Length;
     }
 
-    public ByteBlock(byte* pointer, int length)
+    public ByteBlock(byte* pointer, int length, bool owned = false)
     {
         _array = null;
         _pointer = pointer;
         Length = length;
+        _owned = owned;
+    }
+
+    private readonly bool _owned;
+
+    /// <summary>A block of native memory owned by whoever keeps it; release with <see cref="Free"/>.</summary>
+    public static ByteBlock AllocateNative(int length) =>
+        new((byte*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)Math.Max(1, length)), length, owned: true);
+
+    /// <summary>Writable view of a native block being filled.</summary>
+    public Span<byte> WritableSpan => _owned ? new Span<byte>(_pointer, Length) : throw new InvalidOperationException("not an owned native block");
+
+    /// <summary>Frees native memory this block owns (no-op for arrays and file mappings).</summary>
+    public void Free()
+    {
+        if (_owned && _pointer != null) System.Runtime.InteropServices.NativeMemory.Free(_pointer);
     }
 
     public static ByteBlock Empty => new(Array.Empty<byte>());

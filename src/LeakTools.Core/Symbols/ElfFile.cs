@@ -328,26 +328,55 @@ public sealed unsafe class ElfFile : IDisposable
         lock (_sectionData)
         {
             if (_sectionData.TryGetValue(section.Index, out ByteBlock cached)) return cached;
-            ByteBlock data;
-            if ((section.Flags & ElfSection.SHF_COMPRESSED) != 0)
+        }
+        ByteBlock data;
+        if ((section.Flags & ElfSection.SHF_COMPRESSED) != 0)
+        {
+            data = Decompress(section); // outside the lock: sections decompress in parallel
+        }
+        else
+        {
+            ReadOnlySpan<byte> span = Bytes(section.Offset, section.Size);
+            data = new ByteBlock(_base + section.Offset, span.Length);
+        }
+        lock (_sectionData)
+        {
+            if (_sectionData.TryGetValue(section.Index, out ByteBlock raced))
             {
-                data = new ByteBlock(Decompress(section));
-            }
-            else
-            {
-                ReadOnlySpan<byte> span = Bytes(section.Offset, section.Size);
-                data = new ByteBlock(_base + section.Offset, span.Length);
+                data.Free();
+                return raced;
             }
             _sectionData[section.Index] = data;
             return data;
         }
     }
 
+    /// <summary>Decompresses several sections at once (module open: the DWARF sections of a big
+    /// debug file), so a 2-core machine spends half the wall time on it.</summary>
+    internal void Preload(IEnumerable<ElfSection?> sections)
+    {
+        var compressed = sections.Where(s => s is not null && (s.Flags & ElfSection.SHF_COMPRESSED) != 0 && s.Type != ElfSection.SHT_NOBITS && s.Size > 0).ToList();
+        if (compressed.Count < 2) return;
+        Parallel.ForEach(compressed.OrderByDescending(s => s!.Size), s =>
+        {
+            try
+            {
+                SectionData(s);
+            }
+            catch (LeakToolsException)
+            {
+                // reported when the section is asked for
+            }
+        });
+    }
+
     /// <summary>Raw bytes of a section (not decompressed).</summary>
     internal ReadOnlySpan<byte> RawSection(ElfSection section) =>
         section.Type == ElfSection.SHT_NOBITS ? default : Bytes(section.Offset, section.Size);
 
-    private byte[] Decompress(ElfSection section)
+    /// <summary>Decompresses into native memory (freed in Dispose): megabytes of DWARF stay out of
+    /// the GC heap, so opening a big debug file does not trigger full collections.</summary>
+    private ByteBlock Decompress(ElfSection section)
     {
         ReadOnlySpan<byte> raw = Bytes(section.Offset, section.Size);
         var r = new SpanReader(raw);
@@ -359,7 +388,8 @@ public sealed unsafe class ElfFile : IDisposable
         // zlib and zstd expand at most ~1000x; anything claiming more is corrupt, not a bomb to feed.
         if (size > 1UL << 30 || size > (ulong)payload.Length * 1100 + 4096)
             throw Corrupt($"section {section.Name} claims {size} decompressed bytes from {payload.Length}");
-        var output = new byte[size];
+        var block = ByteBlock.AllocateNative((int)size);
+        Span<byte> output = block.WritableSpan;
         try
         {
             int written;
@@ -371,7 +401,7 @@ public sealed unsafe class ElfFile : IDisposable
                     using var z = new ZLibStream(input, CompressionMode.Decompress);
                     written = 0;
                     int n;
-                    while (written < output.Length && (n = z.Read(output, written, output.Length - written)) > 0) written += n;
+                    while (written < output.Length && (n = z.Read(output[written..])) > 0) written += n;
                 }
             }
             else if (type == 2)
@@ -385,11 +415,12 @@ public sealed unsafe class ElfFile : IDisposable
             }
             if (written != output.Length) throw Corrupt($"section {section.Name} decompressed to {written} bytes, not {size}");
         }
-        catch (Exception ex) when (ex is InvalidDataException or IOException or ZstdSharp.ZstdException or ArgumentException)
+        catch (Exception ex) when (ex is InvalidDataException or IOException or ZstdSharp.ZstdException or ArgumentException or LeakToolsException)
         {
-            throw Corrupt($"section {section.Name} does not decompress ({ex.Message})");
+            block.Free();
+            throw ex as LeakToolsException ?? Corrupt($"section {section.Name} does not decompress ({ex.Message})");
         }
-        return output;
+        return block;
     }
 
     /// <summary>Converts a file offset (from /proc/PID/maps or a core's NT_FILE) to the virtual
@@ -434,5 +465,10 @@ public sealed unsafe class ElfFile : IDisposable
         }
         _map?.Dispose();
         if (_pin.IsAllocated) _pin.Free();
+        lock (_sectionData)
+        {
+            foreach (ByteBlock block in _sectionData.Values) block.Free();
+            _sectionData.Clear();
+        }
     }
 }

@@ -10,6 +10,21 @@ internal static class DwarfForm
         LineStrp = 0x1f, RefSig8 = 0x20, ImplicitConst = 0x21, Loclistx = 0x22, Rnglistx = 0x23, RefSup8 = 0x24,
         Strx1 = 0x25, Strx2 = 0x26, Strx3 = 0x27, Strx4 = 0x28, Addrx1 = 0x29, Addrx2 = 0x2a, Addrx3 = 0x2b, Addrx4 = 0x2c,
         GnuAddrIndex = 0x1f01, GnuStrIndex = 0x1f02, GnuRefAlt = 0x1f20, GnuStrpAlt = 0x1f21;
+
+    /// <summary>The encoded size of a form, or -1 when it varies (LEB128, strings, blocks, indirect).</summary>
+    public static int FixedSize(ulong form, int addressSize, bool is64) => form switch
+    {
+        FlagPresent or ImplicitConst => 0,
+        Data1 or Ref1 or Flag or Strx1 or Addrx1 => 1,
+        Data2 or Ref2 or Strx2 or Addrx2 => 2,
+        Strx3 or Addrx3 => 3,
+        Data4 or Ref4 or Strx4 or Addrx4 or RefSup4 => 4,
+        Data8 or Ref8 or RefSig8 or RefSup8 => 8,
+        Data16 => 16,
+        Addr => addressSize,
+        Strp or LineStrp or SecOffset or StrpSup or GnuRefAlt or GnuStrpAlt => is64 ? 8 : 4,
+        _ => -1, // RefAddr depends on the version; LEB128 forms, strings and blocks vary
+    };
 }
 
 /// <summary>The DW_AT_* and DW_TAG_* values the symbolizer reads.</summary>

@@ -123,9 +123,20 @@ internal sealed class DwarfInfo
     private int[] _cuUnit = Array.Empty<int>();
     private bool _cuMapBuilt;
 
+    private readonly Func<bool, ulong, string?> _lineStrings;
+
     public DwarfInfo(DwarfSections sections)
     {
         _s = sections;
+        _lineStrings = (lineStr, offset) =>
+        {
+            FormClass cls = lineStr ? FormClass.LineStrOffset : FormClass.StrOffset;
+            if (_strings.TryGetValue((cls, offset), out string? s)) return s;
+            ReadOnlySpan<byte> section = lineStr ? _s.LineStr.Span : _s.Str.Span;
+            s = offset < (ulong)section.Length ? SpanReader.StringAt(section, offset) : throw new BadFormatException($"string offset 0x{offset:x} is outside its section");
+            _strings[(cls, offset)] = s;
+            return s;
+        };
         _units = DwarfUnit.ReadHeaders(sections.Info.Span);
         _unitOffsets = _units.Select(u => u.Offset).ToArray();
     }
@@ -503,7 +514,7 @@ internal sealed class DwarfInfo
             LineTable? lines = null;
             try
             {
-                if (u.StmtList != ulong.MaxValue) lines = LineTable.Parse(_s, u.StmtList, u.CompDir, u.AddressSize);
+                if (u.StmtList != ulong.MaxValue) lines = LineTable.Parse(_s, u.StmtList, u.CompDir, u.AddressSize, _lineStrings);
             }
             catch (BadFormatException)
             {
@@ -522,7 +533,7 @@ internal sealed class DwarfInfo
         {
             try
             {
-                lines = LineTable.Parse(_s, u.StmtList, u.CompDir, u.AddressSize);
+                lines = LineTable.Parse(_s, u.StmtList, u.CompDir, u.AddressSize, _lineStrings);
             }
             catch (BadFormatException ex)
             {
@@ -593,7 +604,38 @@ internal sealed class DwarfInfo
             }
             else
             {
-                foreach (AttrSpec spec in a.Specs) SkipForm(ref r, spec.Form, u);
+                int fixedSize = a.FixedSize(u.AddressSize, u.Is64);
+                if (a.HasChildren && a.SiblingIndex >= 0 && !first && CannotHoldCode(a.Tag))
+                {
+                    // A type (struct, enum...) with DW_AT_sibling: jump over its whole subtree.
+                    long sibling = -1;
+                    for (int k = 0; k < a.Specs.Length; k++)
+                    {
+                        AttrSpec spec = a.Specs[k];
+                        if (k == a.SiblingIndex)
+                        {
+                            ReadForm(ref r, spec.Form, u, spec.ImplicitConst, out AttrValue v);
+                            if (v.Class == FormClass.Reference) sibling = (long)v.Value;
+                        }
+                        else
+                        {
+                            SkipForm(ref r, spec.Form, u);
+                        }
+                    }
+                    if (sibling > r.Position && sibling <= u.End)
+                    {
+                        r.Seek(sibling);
+                        continue;
+                    }
+                }
+                else if (fixedSize >= 0)
+                {
+                    r.Skip((ulong)fixedSize);
+                }
+                else
+                {
+                    foreach (AttrSpec spec in a.Specs) SkipForm(ref r, spec.Form, u);
+                }
             }
             first = false;
             if (a.HasChildren)
@@ -619,6 +661,16 @@ internal sealed class DwarfInfo
         while (stack.Count > 0) entries[stack.Pop()].SubtreeEnd = entries.Count;
         return new UnitIndex(lines, entries.ToArray(), ranges.ToArray());
     }
+
+    /// <summary>Tags whose subtrees never hold code ranges (types), safe to skip by DW_AT_sibling.
+    /// Namespaces, classes' enclosing functions and lexical blocks are walked.</summary>
+    private static bool CannotHoldCode(ushort tag) => tag is
+        0x01 or // array_type
+        0x04 or // enumeration_type
+        0x13 or // structure_type
+        0x15 or // subroutine_type
+        0x17 or // union_type
+        0x21;   // subrange_type
 
     private static void SkipForm(ref SpanReader r, ulong form, DwarfUnit u)
     {

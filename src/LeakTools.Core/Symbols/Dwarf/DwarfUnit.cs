@@ -5,7 +5,15 @@ internal sealed class DwarfSections
 {
     public ByteBlock Info, Abbrev, Line, Str, LineStr, StrOffsets, Addr, Ranges, RngLists, Aranges;
 
-    public static DwarfSections From(ElfFile file) => new()
+    private static readonly string[] s_names = { ".debug_info", ".debug_abbrev", ".debug_line", ".debug_str", ".debug_line_str", ".debug_str_offsets", ".debug_addr", ".debug_ranges", ".debug_rnglists", ".debug_aranges" };
+
+    public static DwarfSections From(ElfFile file)
+    {
+        file.Preload(s_names.Select(file.FindSection));
+        return Read(file);
+    }
+
+    private static DwarfSections Read(ElfFile file) => new()
     {
         Info = file.SectionData(file.FindSection(".debug_info")),
         Abbrev = file.SectionData(file.FindSection(".debug_abbrev")),
@@ -27,6 +35,34 @@ internal sealed class Abbrev(ushort tag, bool hasChildren, AttrSpec[] specs)
     public ushort Tag { get; } = tag;
     public bool HasChildren { get; } = hasChildren;
     public AttrSpec[] Specs { get; } = specs;
+
+    /// <summary>Index of DW_AT_sibling in <see cref="Specs"/>, or -1.</summary>
+    public int SiblingIndex { get; } = Array.FindIndex(specs, s => s.Name == 0x01);
+
+    // Byte size of all attributes when every form has a fixed size for a unit shape, cached for
+    // the last shape asked (units of one file nearly always share it): -1 when variable.
+    private int _fixedShape = -1;
+    private int _fixedSize;
+
+    public int FixedSize(int addressSize, bool is64)
+    {
+        int shape = addressSize * 2 + (is64 ? 1 : 0);
+        if (_fixedShape == shape) return _fixedSize;
+        int total = 0;
+        foreach (AttrSpec spec in Specs)
+        {
+            int size = DwarfForm.FixedSize(spec.Form, addressSize, is64);
+            if (size < 0)
+            {
+                total = -1;
+                break;
+            }
+            total += size;
+        }
+        _fixedSize = total;
+        _fixedShape = shape;
+        return total;
+    }
 }
 
 /// <summary>One abbreviation table of .debug_abbrev; codes are looked up in an array when dense.</summary>

@@ -6,41 +6,44 @@ namespace LeakTools.Core.Symbols.Dwarf;
 /// VLIW op indexes are ignored.</summary>
 internal sealed class LineTable
 {
-    private readonly string?[] _files;
-    private readonly ulong[] _addresses;
-    private readonly int[] _fileOf;
-    private readonly int[] _lineOf;
-    private readonly int[] _columnOf;
+    private readonly List<(string? Name, ulong Dir)> _fileEntries;
+    private readonly List<string?> _dirs;
+    private readonly string? _compDir;
+    private readonly string?[] _paths; // combined lazily: most files of a unit are never asked for
+    private readonly Row[] _rows; // the builder's array as built (with its slack): no copy of megabytes
+    private readonly int _rowCount;
     private readonly ulong[] _seqStart;
     private readonly ulong[] _seqEnd;
     private readonly int[] _seqFirst;
     private readonly int[] _seqCount;
 
-    private LineTable(string?[] files, List<Row> rows, List<(ulong Start, ulong End, int First, int Count)> sequences)
+    private LineTable(List<(string? Name, ulong Dir)> files, List<string?> dirs, string? compDir, RowList rows, List<(ulong Start, ulong End, int First, int Count)> sequences)
     {
-        _files = files;
-        _addresses = new ulong[rows.Count];
-        _fileOf = new int[rows.Count];
-        _lineOf = new int[rows.Count];
-        _columnOf = new int[rows.Count];
-        for (int i = 0; i < rows.Count; i++)
-        {
-            _addresses[i] = rows[i].Address;
-            _fileOf[i] = rows[i].File;
-            _lineOf[i] = rows[i].Line;
-            _columnOf[i] = rows[i].Column;
-        }
+        _fileEntries = files;
+        _dirs = dirs;
+        _compDir = compDir;
+        _paths = new string?[files.Count];
+        _rows = rows.Items;
+        _rowCount = rows.Count;
         sequences.Sort((a, b) => a.Start.CompareTo(b.Start));
-        _seqStart = sequences.Select(s => s.Start).ToArray();
-        _seqEnd = sequences.Select(s => s.End).ToArray();
-        _seqFirst = sequences.Select(s => s.First).ToArray();
-        _seqCount = sequences.Select(s => s.Count).ToArray();
+        _seqStart = new ulong[sequences.Count];
+        _seqEnd = new ulong[sequences.Count];
+        _seqFirst = new int[sequences.Count];
+        _seqCount = new int[sequences.Count];
+        for (int i = 0; i < sequences.Count; i++)
+        {
+            (_seqStart[i], _seqEnd[i], _seqFirst[i], _seqCount[i]) = sequences[i];
+        }
     }
 
-    public int RowCount => _addresses.Length;
+    public int RowCount => _rowCount;
 
     /// <summary>The full path of a file by its DWARF number (1-based before DWARF 5, 0-based in 5).</summary>
-    public string? FileName(long index) => index >= 0 && index < _files.Length ? _files[index] : null;
+    public string? FileName(long index)
+    {
+        if (index < 0 || index >= _paths.Length) return null;
+        return _paths[index] ??= CombinePath(_fileEntries[(int)index].Name, _fileEntries[(int)index].Dir, _dirs, _compDir);
+    }
 
     /// <summary>Finds the row covering <paramref name="address"/>.</summary>
     public bool TryFind(ulong address, out string? file, out int line, out int column)
@@ -56,7 +59,7 @@ internal sealed class LineTable
             while (lo <= hi)
             {
                 int mid = (lo + hi) >>> 1;
-                if (_addresses[mid] <= address)
+                if (_rows[mid].Address <= address)
                 {
                     found = mid;
                     lo = mid + 1;
@@ -67,24 +70,57 @@ internal sealed class LineTable
                 }
             }
             if (found < 0) continue;
-            file = FileName(_fileOf[found]);
-            line = _lineOf[found];
-            column = _columnOf[found];
+            ref readonly Row row = ref _rows[found];
+            file = FileName(row.File);
+            line = row.Line;
+            column = row.Column;
             return true;
         }
         return false;
     }
 
+    /// <summary>16 bytes: file numbers and columns past 65535 are dropped (never seen in practice).</summary>
     private struct Row
     {
         public ulong Address;
-        public int File;
         public int Line;
-        public int Column;
+        public ushort FileNumber;
+        public ushort ColumnNumber;
+
+        public Row(ulong address, int file, int line, int column)
+        {
+            Address = address;
+            Line = line;
+            FileNumber = (uint)file <= ushort.MaxValue ? (ushort)file : ushort.MaxValue;
+            ColumnNumber = (uint)column <= ushort.MaxValue ? (ushort)column : (ushort)0;
+        }
+
+        public readonly int File => FileNumber;
+
+        public readonly int Column => ColumnNumber;
+    }
+
+    /// <summary>A growable array of rows whose storage the table keeps.</summary>
+    private sealed class RowList(int capacity)
+    {
+        public Row[] Items = new Row[Math.Max(16, capacity)];
+        public int Count;
+
+        public ref Row this[int index] => ref Items[index];
+
+        public ref Row Last => ref Items[Count - 1];
+
+        public void Add(in Row row)
+        {
+            if (Count == Items.Length) Array.Resize(ref Items, Items.Length * 2);
+            Items[Count++] = row;
+        }
     }
 
     /// <summary>Runs the line program at <paramref name="offset"/> of .debug_line.</summary>
-    public static LineTable Parse(DwarfSections sections, ulong offset, string? compDir, int unitAddressSize)
+    /// <param name="strings">Reads a string of .debug_line_str (true) or .debug_str (false) by
+    /// offset; the caller caches them, so the file tables of many units share their strings.</param>
+    public static LineTable Parse(DwarfSections sections, ulong offset, string? compDir, int unitAddressSize, Func<bool, ulong, string?> strings)
     {
         ReadOnlySpan<byte> data = sections.Line.Span;
         if (offset >= (ulong)data.Length) throw new BadFormatException($"line program offset 0x{offset:x} is outside .debug_line");
@@ -130,8 +166,8 @@ internal sealed class LineTable
         var files = new List<(string? Name, ulong Dir)>();
         if (version >= 5)
         {
-            ReadEntries(ref p, sections, is64, dirs, null);
-            ReadEntries(ref p, sections, is64, null, files);
+            ReadEntries(ref p, strings, is64, dirs, null);
+            ReadEntries(ref p, strings, is64, null, files);
         }
         else
         {
@@ -154,7 +190,7 @@ internal sealed class LineTable
             }
         }
 
-        var rows = new List<Row>();
+        var rows = new RowList((end - programStart) / 4); // about one row per 3-5 bytes of program
         var sequences = new List<(ulong Start, ulong End, int First, int Count)>();
         p.Seek(programStart);
         ulong address = 0;
@@ -163,19 +199,19 @@ internal sealed class LineTable
         int seqFirst = 0;
         bool sorted = true;
 
-        void Emit(List<Row> rows, ulong address, int file, int line, int column, int seqFirst, ref bool sorted)
+        static void Emit(RowList rows, ulong address, int file, int line, int column, int seqFirst, ref bool sorted)
         {
             if (rows.Count > seqFirst)
             {
-                Row last = rows[^1];
+                ref Row last = ref rows.Last;
                 if (last.Address == address)
                 {
-                    rows[^1] = new Row { Address = address, File = file, Line = line, Column = column };
+                    last = new Row(address, file, line, column);
                     return;
                 }
                 if (last.Address > address) sorted = false;
             }
-            rows.Add(new Row { Address = address, File = file, Line = line, Column = column });
+            rows.Add(new Row(address, file, line, column));
         }
 
         void Advance(ulong operationAdvance, ref ulong address, ref uint opIndex)
@@ -278,39 +314,37 @@ internal sealed class LineTable
         }
         _ = defaultIsStmt;
 
-        var paths = new string?[files.Count];
-        for (int i = 0; i < files.Count; i++) paths[i] = CombinePath(files[i].Name, files[i].Dir, dirs, compDir);
-        return new LineTable(paths, rows, sequences);
+        return new LineTable(files, dirs, compDir, rows, sequences);
     }
 
-    private static void FinishSequence(List<Row> rows, List<(ulong Start, ulong End, int First, int Count)> sequences, int first, ulong endAddress, bool sorted)
+    private static void FinishSequence(RowList rows, List<(ulong Start, ulong End, int First, int Count)> sequences, int first, ulong endAddress, bool sorted)
     {
         int count = rows.Count - first;
         if (!sorted)
         {
             // Out-of-order rows (corrupt or odd producers): sort stably, keep the last per address.
-            var part = rows.GetRange(first, count).Select((r, i) => (r, i)).OrderBy(x => x.r.Address).ThenBy(x => x.i).Select(x => x.r).ToList();
-            rows.RemoveRange(first, count);
+            var part = rows.Items.AsSpan(first, count).ToArray().Select((r, i) => (r, i)).OrderBy(x => x.r.Address).ThenBy(x => x.i).Select(x => x.r).ToList();
+            rows.Count = first;
             foreach (Row r in part)
             {
-                if (rows.Count > first && rows[^1].Address == r.Address) rows[^1] = r;
+                if (rows.Count > first && rows.Last.Address == r.Address) rows.Last = r;
                 else rows.Add(r);
             }
             count = rows.Count - first;
         }
         ulong start = rows[first].Address;
-        ulong end = Math.Max(endAddress, rows[^1].Address);
+        ulong end = Math.Max(endAddress, rows.Last.Address);
         // The end_sequence row ends the sequence: a row at the same address as the end is empty.
-        if (rows[^1].Address == end && count > 1 && end == endAddress)
+        if (rows.Last.Address == end && count > 1 && end == endAddress)
         {
-            rows.RemoveAt(rows.Count - 1);
+            rows.Count--;
             count--;
         }
         if (end > start) sequences.Add((start, end, first, count));
-        else rows.RemoveRange(first, count);
+        else rows.Count = first;
     }
 
-    private static void ReadEntries(ref SpanReader p, DwarfSections sections, bool is64, List<string?>? dirs, List<(string? Name, ulong Dir)>? files)
+    private static void ReadEntries(ref SpanReader p, Func<bool, ulong, string?> strings, bool is64, List<string?>? dirs, List<(string? Name, ulong Dir)>? files)
     {
         byte formatCount = p.U8();
         Span<(ulong Type, ulong Form)> formats = stackalloc (ulong, ulong)[formatCount];
@@ -331,10 +365,10 @@ internal sealed class LineTable
                         text = System.Text.Encoding.UTF8.GetString(p.CString());
                         break;
                     case DwarfForm.LineStrp:
-                        text = SpanReader.StringAt(sections.LineStr.Span, p.Offset(is64));
+                        text = strings(true, p.Offset(is64));
                         break;
                     case DwarfForm.Strp:
-                        text = SpanReader.StringAt(sections.Str.Span, p.Offset(is64));
+                        text = strings(false, p.Offset(is64));
                         break;
                     case DwarfForm.Udata: value = p.ULeb(); break;
                     case DwarfForm.Data1: value = p.U8(); break;
