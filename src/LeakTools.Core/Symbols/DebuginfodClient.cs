@@ -76,7 +76,7 @@ public sealed class DebuginfodClient
 
     private bool TryDownload(string server, string buildId, string target)
     {
-        using var handler = new SocketsHttpHandler { ConnectTimeout = _options.DebuginfodTimeout, UseProxy = false };
+        using var handler = new SocketsHttpHandler { ConnectTimeout = _options.DebuginfodTimeout }; // proxies from http_proxy/no_proxy, as elfutils
         using var client = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
         using var headers = new CancellationTokenSource(_options.DebuginfodTimeout);
         using var request = new HttpRequestMessage(HttpMethod.Get, $"{server}/buildid/{buildId}/debuginfo");

@@ -55,6 +55,17 @@ public sealed class ProcessSymbolizer
     public static List<ModuleMapping> ParseMaps(string text, ProcRoot root, int pid)
     {
         var list = new List<ModuleMapping>();
+        // A process in another mount namespace (a container) names files of its own root:
+        // read them through /proc/PID/root, as perf does.
+        string? rootPrefix = null;
+        try
+        {
+            string? target = new FileInfo(root.File(pid, "root")).LinkTarget;
+            if (target is not null && target != "/") rootPrefix = root.File(pid, "root");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+        }
         foreach (string line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
         {
             // start-end perms offset dev inode   path
@@ -67,8 +78,8 @@ public sealed class ProcessSymbolizer
             if (!ulong.TryParse(parts[0].AsSpan(0, dash), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong start) ||
                 !ulong.TryParse(parts[0].AsSpan(dash + 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong end) ||
                 !ulong.TryParse(parts[2], NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong offset)) continue;
-            string? open = null;
-            if (name.EndsWith(" (deleted)", StringComparison.Ordinal) || (name[0] == '/' && !File.Exists(name)))
+            string? open = rootPrefix is not null && name[0] == '/' ? rootPrefix + name : null;
+            if (name.EndsWith(" (deleted)", StringComparison.Ordinal) || (name[0] == '/' && !File.Exists(open ?? name)))
                 open = root.File(pid, $"map_files/{start:x}-{end:x}");
             list.Add(new ModuleMapping(start, end, offset, name, open));
         }

@@ -11,7 +11,9 @@ public sealed class SymbolCache : IDisposable
     private readonly List<string> _warnings = new();
     private readonly object _lock = new();
     private readonly DebuginfodClient? _debuginfod;
-    private static readonly Lazy<SymbolCache> s_shared = new(() => new SymbolCache(SymbolizerOptions.FromEnvironment()));
+    private static readonly object s_sharedLock = new();
+    private static SymbolCache? s_shared;
+    private static string? s_sharedEnvironment;
 
     public SymbolCache(SymbolizerOptions? options = null)
     {
@@ -19,8 +21,25 @@ public sealed class SymbolCache : IDisposable
         if (Options.DebuginfodUrls.Count > 0) _debuginfod = new DebuginfodClient(Options, AddWarning);
     }
 
-    /// <summary>A process-wide cache with options from the environment (what the cmdlets use).</summary>
-    public static SymbolCache Shared => s_shared.Value;
+    /// <summary>A process-wide cache with options from the environment (what the cmdlets use); a
+    /// new one is made when DEBUGINFOD_URLS, DEBUGINFOD_CACHE_PATH or DEBUGINFOD_TIMEOUT change.</summary>
+    public static SymbolCache Shared
+    {
+        get
+        {
+            string environment = string.Join("\n", new[] { "DEBUGINFOD_URLS", "DEBUGINFOD_CACHE_PATH", "DEBUGINFOD_TIMEOUT" }.Select(Environment.GetEnvironmentVariable));
+            lock (s_sharedLock)
+            {
+                if (s_shared is null || s_sharedEnvironment != environment)
+                {
+                    // The previous cache is left to whoever still holds it (its files stay mapped).
+                    s_shared = new SymbolCache(SymbolizerOptions.FromEnvironment());
+                    s_sharedEnvironment = environment;
+                }
+                return s_shared;
+            }
+        }
+    }
 
     public SymbolizerOptions Options { get; }
 
