@@ -139,6 +139,16 @@ internal ref struct SpanReader
         return v;
     }
 
+    /// <summary>A DWARF initial length: 4 bytes, or 0xffffffff and 8 bytes for 64-bit DWARF.
+    /// Reserved values (0xfffffff0-0xfffffffe) are corrupt.</summary>
+    public (ulong Length, bool Is64) InitialLength()
+    {
+        ulong length = U32();
+        if (length == 0xffffffff) return (U64(), true);
+        if (length >= 0xfffffff0) throw new BadFormatException($"reserved unit length 0x{length:x}");
+        return (length, false);
+    }
+
     /// <summary>An unsigned value of 1, 2, 4 or 8 bytes (address sizes, offsets).</summary>
     public ulong Sized(int size) => size switch
     {

@@ -120,17 +120,7 @@ public sealed unsafe class ElfFile : IDisposable
             byte* p = null;
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
             p += view.PointerOffset;
-            var file = new ElfFile(shown, map, view, null, p, length);
-            try
-            {
-                file.Parse();
-            }
-            catch
-            {
-                file.Dispose();
-                throw;
-            }
-            return file;
+            return ParseOrDispose(new ElfFile(shown, map, view, null, p, length));
         }
     }
 
@@ -140,17 +130,21 @@ public sealed unsafe class ElfFile : IDisposable
         if (image.Length < 64) throw NotElf(name, "it is shorter than an ELF header");
         var handle = System.Runtime.InteropServices.GCHandle.Alloc(image, System.Runtime.InteropServices.GCHandleType.Pinned);
         // Pinned for the file's life (released in Dispose); images are small.
-        var file = new ElfFile(name, null, null, image, (byte*)handle.AddrOfPinnedObject(), image.Length) { _pin = handle };
+        return ParseOrDispose(new ElfFile(name, null, null, image, (byte*)handle.AddrOfPinnedObject(), image.Length) { _pin = handle });
+    }
+
+    private static ElfFile ParseOrDispose(ElfFile file)
+    {
         try
         {
             file.Parse();
+            return file;
         }
         catch
         {
             file.Dispose();
             throw;
         }
-        return file;
     }
 
     private System.Runtime.InteropServices.GCHandle _pin;

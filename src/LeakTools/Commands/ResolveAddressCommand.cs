@@ -77,57 +77,52 @@ public sealed class ResolveAddressCommand : PSCmdlet
         }
     }
 
+    /// <summary>Opens the -Path module or the -Id process once per call; on failure writes the
+    /// error once and resolves nothing more.</summary>
+    private T? OpenOnce<T>(ref T? slot, Func<T> open, object target) where T : class
+    {
+        if (slot is not null || _failed) return slot;
+        try
+        {
+            return slot = open();
+        }
+        catch (LeakToolsException ex)
+        {
+            _failed = true;
+            WriteError(ErrorRecords.From(ex, target));
+            return null;
+        }
+    }
+
+    /// <summary>Writes the frames of one file address of <paramref name="module"/>.</summary>
+    private void WriteFrames(ModuleSymbolizer module, string moduleName, ulong address, ulong moduleAddress)
+    {
+        ulong lookup = ReturnAddress && moduleAddress > 0 ? moduleAddress - 1 : moduleAddress;
+        _frames.Clear();
+        module.Resolve(lookup).AppendFrames(_frames, address, moduleName, moduleAddress, moduleAddress);
+        foreach (StackFrame f in _frames) WriteObject(f);
+    }
+
     private void ResolveInFile()
     {
-        if (_failed) return;
         string path = GetUnresolvedProviderPathFromPSPath(Path);
-        if (_module is null)
-        {
-            try
-            {
-                _module = _cache.GetModule(path, path);
-            }
-            catch (LeakToolsException ex)
-            {
-                _failed = true;
-                WriteError(ErrorRecords.From(ex, Path));
-                return;
-            }
-        }
-        foreach (ulong address in Address)
-        {
-            ulong lookup = ReturnAddress && address > 0 ? address - 1 : address;
-            _frames.Clear();
-            _module.Resolve(lookup).AppendFrames(_frames, address, _module.Path, address, address);
-            foreach (StackFrame f in _frames) WriteObject(f);
-        }
+        ModuleSymbolizer? module = OpenOnce(ref _module, () => _cache.GetModule(path, path), Path);
+        if (module is null) return;
+        foreach (ulong address in Address) WriteFrames(module, module.Path, address, address);
     }
 
     private void ResolveInProcess()
     {
-        if (_failed) return;
-        if (_process is null)
-        {
-            try
-            {
-                _process = ProcessSymbolizer.ForProcess(Id, _cache);
-            }
-            catch (LeakToolsException ex)
-            {
-                _failed = true;
-                WriteError(ErrorRecords.From(ex, Id));
-                return;
-            }
-            foreach (string problem in _process.Problems) WriteVerbose(problem);
-        }
+        ProcessSymbolizer? process = OpenOnce(ref _process, () => ProcessSymbolizer.ForProcess(Id, _cache), Id);
+        if (process is null) return;
         foreach (ulong address in Address)
         {
             _frames.Clear();
-            _process.Resolve(address, ReturnAddress, _frames);
+            process.Resolve(address, ReturnAddress, _frames);
             foreach (StackFrame f in _frames) WriteObject(f);
         }
-        foreach (string problem in _process.Problems) WriteVerbose(problem);
-        _process.Problems.Clear();
+        foreach (string problem in process.Problems) WriteVerbose(problem);
+        process.Problems.Clear();
     }
 
     private void ResolveFrames()
@@ -165,10 +160,7 @@ public sealed class ResolveAddressCommand : PSCmdlet
                 WriteObject(item);
                 continue;
             }
-            ulong lookup = ReturnAddress && offset > 0 ? offset - 1 : offset;
-            _frames.Clear();
-            symbolizer.Resolve(lookup).AppendFrames(_frames, address, module, offset, offset);
-            foreach (StackFrame f in _frames) WriteObject(f);
+            WriteFrames(symbolizer, module, address, offset);
         }
     }
 }

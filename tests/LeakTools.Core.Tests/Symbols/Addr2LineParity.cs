@@ -5,6 +5,12 @@ using LeakTools.Tests.Shared;
 
 namespace LeakTools.Core.Tests.Symbols;
 
+/// <summary>The checked-in symbolizer samples (tests/samples/symbols).</summary>
+public static class SymbolSamples
+{
+    public static string Path(string name) => System.IO.Path.Combine(RepoPaths.Samples, "symbols", name);
+}
+
 /// <summary>One address as addr2line -f -C -i printed it: frames innermost first.</summary>
 public sealed record PeerFrame(string? Function, string? File, int? Line);
 

@@ -11,7 +11,7 @@ namespace LeakTools.Core.Tests.Symbols;
 /// without line) or a LeakToolsException, never another exception or a hang.</summary>
 public sealed class FuzzTests(ITestOutputHelper output)
 {
-    private static string Sample(string name) => Path.Combine(RepoPaths.Samples, "symbols", name);
+    private static string Sample(string name) => SymbolSamples.Path(name);
 
     [Theory]
     [InlineData("dwarf5-O2.elf", 2000)]

@@ -11,7 +11,7 @@ namespace LeakTools.Core.Tests.Symbols;
 /// and 5, C++, zlib- and zstd-compressed debug sections, a stripped file, and bad input.</summary>
 public sealed class SymbolSampleTests(ITestOutputHelper output)
 {
-    private static string Sample(string name) => Path.Combine(RepoPaths.Samples, "symbols", name);
+    private static string Sample(string name) => SymbolSamples.Path(name);
 
     [Theory]
     [InlineData("dwarf5-O2.elf", "dwarf5-O2")]

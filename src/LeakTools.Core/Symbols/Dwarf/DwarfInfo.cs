@@ -188,13 +188,7 @@ internal sealed class DwarfInfo
             while (r.Remaining >= 16)
             {
                 int start = r.Position;
-                ulong length = r.U32();
-                bool is64 = false;
-                if (length == 0xffffffff)
-                {
-                    is64 = true;
-                    length = r.U64();
-                }
+                var (length, is64) = r.InitialLength();
                 if (length > (ulong)r.Remaining || length < 8) break;
                 int end = r.Position + (int)length;
                 var a = new SpanReader(data[..end], r.Position);

@@ -156,14 +156,13 @@ internal sealed class DwarfUnit
         while (r.Remaining >= 11)
         {
             int start = r.Position;
-            ulong length = r.U32();
-            bool is64 = false;
-            if (length == 0xffffffff)
+            ulong length;
+            bool is64;
+            try
             {
-                is64 = true;
-                length = r.U64();
+                (length, is64) = r.InitialLength();
             }
-            else if (length >= 0xfffffff0)
+            catch (BadFormatException)
             {
                 break;
             }

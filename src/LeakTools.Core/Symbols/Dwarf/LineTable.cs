@@ -125,17 +125,7 @@ internal sealed class LineTable
         ReadOnlySpan<byte> data = sections.Line.Span;
         if (offset >= (ulong)data.Length) throw new BadFormatException($"line program offset 0x{offset:x} is outside .debug_line");
         var r = new SpanReader(data, (int)offset);
-        ulong unitLength = r.U32();
-        bool is64 = false;
-        if (unitLength == 0xffffffff)
-        {
-            is64 = true;
-            unitLength = r.U64();
-        }
-        else if (unitLength >= 0xfffffff0)
-        {
-            throw new BadFormatException($"reserved line program length 0x{unitLength:x}");
-        }
+        var (unitLength, is64) = r.InitialLength();
         if (unitLength > (ulong)r.Remaining) throw new BadFormatException("line program runs past the end of .debug_line");
         int end = r.Position + (int)unitLength;
         var p = new SpanReader(data[..end], r.Position);
