@@ -141,6 +141,22 @@ public sealed class ProcessSymbolizerTests
         Assert.Equal("0x10", frame.ToString());
     }
 
+    [LinuxFact("gcc")]
+    public void A_process_that_exits_after_its_maps_were_read_still_resolves_from_its_files()
+    {
+        ProcessSymbolizer process;
+        ulong leaf;
+        using (var fx = FixtureProcess.Start(SymbolFixtures.Build("-O2 -g", "live-pie")))
+        {
+            process = ProcessSymbolizer.ForProcess(fx.Pid, new SymbolCache(new SymbolizerOptions()));
+            leaf = fx.Hex("leaf");
+        } // killed and reaped here
+        Assert.Equal("leaf_function", Assert.Single(process.Resolve(leaf)).Function);
+        StackFrame vdso = process.Resolve(process.Mappings.First(m => m.Path == "[vdso]").Start)[0];
+        Assert.Equal("[vdso]", vdso.Module); // its memory is gone: a frame without function, not an exception
+        Assert.Contains(process.Problems, p => p.Contains("[vdso]"));
+    }
+
     [LinuxFact]
     public void A_missing_process_is_ProcessNotFound()
     {
