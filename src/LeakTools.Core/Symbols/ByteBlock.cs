@@ -33,8 +33,16 @@ internal readonly unsafe struct ByteBlock
     private readonly bool _owned;
 
     /// <summary>A block of native memory owned by whoever keeps it; release with <see cref="Free"/>.</summary>
-    public static ByteBlock AllocateNative(int length) =>
-        new((byte*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)Math.Max(1, length)), length, owned: true);
+    public static ByteBlock AllocateNative(int length)
+    {
+        Interlocked.Add(ref s_nativeBytes, length);
+        return new((byte*)System.Runtime.InteropServices.NativeMemory.Alloc((nuint)Math.Max(1, length)), length, owned: true);
+    }
+
+    private static long s_nativeBytes;
+
+    /// <summary>Bytes of native memory held by decompressed sections right now.</summary>
+    public static long NativeBytesInUse => Interlocked.Read(ref s_nativeBytes);
 
     /// <summary>Writable view of a native block being filled.</summary>
     public Span<byte> WritableSpan => _owned ? new Span<byte>(_pointer, Length) : throw new InvalidOperationException("not an owned native block");
@@ -42,7 +50,11 @@ internal readonly unsafe struct ByteBlock
     /// <summary>Frees native memory this block owns (no-op for arrays and file mappings).</summary>
     public void Free()
     {
-        if (_owned && _pointer != null) System.Runtime.InteropServices.NativeMemory.Free(_pointer);
+        if (_owned && _pointer != null)
+        {
+            System.Runtime.InteropServices.NativeMemory.Free(_pointer);
+            Interlocked.Add(ref s_nativeBytes, -Length);
+        }
     }
 
     public static ByteBlock Empty => new(Array.Empty<byte>());

@@ -76,6 +76,10 @@ public sealed unsafe class ElfFile : IDisposable
 
     public long Length => _length;
 
+    /// <summary>Bytes of decompressed debug sections held in native memory by all open files
+    /// (outside the GC heap; for memory figures).</summary>
+    public static long DecompressedBytesInUse => ByteBlock.NativeBytesInUse;
+
     /// <summary>True when the file carries DWARF (a .debug_info with contents).</summary>
     public bool HasDwarf => FindSection(".debug_info") is { Type: not ElfSection.SHT_NOBITS, Size: > 0 };
 

@@ -218,6 +218,7 @@ internal sealed class FunctionSymbolIndex
     public int Count => _starts.Length;
 
     /// <summary>The symbol covering <paramref name="address"/>: index, or -1.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public int Find(ulong address)
     {
         int i = LastAtOrBefore(_starts, address);

@@ -121,6 +121,7 @@ public sealed class ModuleSymbolizer : IDisposable
         }
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private SymbolizedAddress ResolveUncached(ulong address)
     {
         int sym = _functions.Find(address);

@@ -56,6 +56,7 @@ internal sealed class UnitIndex
     public int[] TopEntry { get; }
 
     /// <summary>The innermost function entry containing <paramref name="address"/>, or -1.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public int FindInnermost(ulong address, out ulong rangeLow)
     {
         rangeLow = 0;
@@ -271,6 +272,7 @@ internal sealed class DwarfInfo
         return table ?? throw new BadFormatException($"the abbreviation table at 0x{u.AbbrevOffset:x} is corrupt");
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void ReadForm(ref SpanReader r, ulong form, DwarfUnit u, long implicitConst, out AttrValue v)
     {
         v = default;
@@ -519,6 +521,7 @@ internal sealed class DwarfInfo
         return index;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private UnitIndex BuildIndex(DwarfUnit u)
     {
         ReadRoot(u);
@@ -666,6 +669,7 @@ internal sealed class DwarfInfo
         0x17 or // union_type
         0x21;   // subrange_type
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void SkipForm(ref SpanReader r, ulong form, DwarfUnit u)
     {
         switch (form)
@@ -750,6 +754,7 @@ internal sealed class DwarfInfo
 
     /// <summary>What DWARF says about one address: the unit's line row and the chain of function
     /// entries (innermost first).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public bool Lookup(ulong address, List<int> chain, out UnitIndex index, out int unit, out string? file, out int line, out int column)
     {
         chain.Clear();

@@ -46,6 +46,7 @@ internal sealed class LineTable
     }
 
     /// <summary>Finds the row covering <paramref name="address"/>.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public bool TryFind(ulong address, out string? file, out int line, out int column)
     {
         file = null;
@@ -120,6 +121,7 @@ internal sealed class LineTable
     /// <summary>Runs the line program at <paramref name="offset"/> of .debug_line.</summary>
     /// <param name="strings">Reads a string of .debug_line_str (true) or .debug_str (false) by
     /// offset; the caller caches them, so the file tables of many units share their strings.</param>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static LineTable Parse(DwarfSections sections, ulong offset, string? compDir, int unitAddressSize, Func<bool, ulong, string?> strings)
     {
         ReadOnlySpan<byte> data = sections.Line.Span;
