@@ -361,7 +361,7 @@ public sealed unsafe class ElfFile : IDisposable
             {
                 SectionData(s);
             }
-            catch (LeakToolsException)
+            catch (Exception ex) when (ex is LeakToolsException or BadFormatException)
             {
                 // reported when the section is asked for
             }
@@ -377,6 +377,7 @@ public sealed unsafe class ElfFile : IDisposable
     private ByteBlock Decompress(ElfSection section)
     {
         ReadOnlySpan<byte> raw = Bytes(section.Offset, section.Size);
+        if (raw.Length < 24) throw Corrupt($"compressed section {section.Name} is shorter than its header");
         var r = new SpanReader(raw);
         uint type = r.U32();
         r.U32();
