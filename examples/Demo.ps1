@@ -43,6 +43,22 @@ try {
     Get-ProcessPss leaky-daemon | Get-ProcessMemoryMap | Sort-Object Rss -Descending | Select-Object -First 5 | Format-Table | Out-Wide
     Write-Host 'The growth is anonymous memory in [heap]: malloc''d blocks that are never freed.'
 
+    Show 'Which code allocates? Resolve-Address turns addresses into functions and source lines'
+    Write-Host '> Get-ElfSymbol $exe -Type FUNC -DefinedOnly | Where-Object Size -gt 0'
+    Get-ElfSymbol $exe -Type FUNC -DefinedOnly | Where-Object Size -gt 0 | Format-Table | Out-Wide
+    # At -O2 gcc inlines session_open and handle_request into main: find the leaking malloc's code
+    # among main's addresses (file addresses, like addr2line -e), then resolve it in the live daemon.
+    $source = Join-Path $PSScriptRoot 'leaky-daemon.c'
+    $leakLine = (Select-String -Path $source -Pattern 's->buffer = malloc').LineNumber
+    $main = Get-ElfSymbol $exe -Name main -Type FUNC
+    $site = [int]$main.Address..([int]$main.Address + $main.Size - 1) | Resolve-Address -Path $exe |
+        Where-Object { $_.Line -eq $leakLine -and $_.Function -eq 'session_open' } | Select-Object -First 1
+    $base = (Get-ProcessMemoryMap -Id $daemon.Id | Where-Object { $_.Mapping -eq $exe -and $_.Offset -eq 0 }).Address
+    $runtime = $base + $site.ModuleOffset
+    Write-Host ('> Resolve-Address -Id {0} 0x{1:x}' -f $daemon.Id, $runtime)
+    Resolve-Address -Id $daemon.Id $runtime | Format-Table | Out-Wide
+    Write-Host ('One runtime address, three frames: session_open was inlined into handle_request, itself inlined into main; line {0} is the buffer that leaks.' -f $leakLine)
+
     Show 'And the machine as a whole'
     Write-Host '> Get-SystemMemory'
     Get-SystemMemory | Format-List | Out-Wide
