@@ -1,0 +1,49 @@
+namespace LeakTools.Core.Reports;
+
+/// <summary>What one valgrind run reported: its findings, in report order, and its summary.</summary>
+public sealed class ValgrindReport
+{
+    public List<LeakRecord> Records { get; } = new();
+
+    public LeakSummary Summary { get; } = new();
+
+    /// <summary>Problems with the report itself (cut off, unknown kinds), for the cmdlet to warn about.</summary>
+    public List<string> Warnings { get; } = new();
+
+    /// <summary>Completes every frame and record once parsing is done: inline flags, ModuleOffset
+    /// from <paramref name="loads"/>, the record's own Function/File/Line, process id and path.</summary>
+    internal void Complete(ModuleLoadMap loads, string? path)
+    {
+        Summary.Path = path;
+        foreach (LeakRecord r in Records)
+        {
+            r.Path = path;
+            r.ProcessId ??= Summary.ProcessId;
+            FinishFrames(r.Frames, loads);
+            foreach (LeakRecordDetail d in r.Auxiliary) FinishFrames(d.Frames, loads);
+            StackFrame? where = r.Frames.FirstOrDefault(f => !IsValgrindReplacement(f)) ?? r.Frames.FirstOrDefault();
+            if (where is not null)
+            {
+                r.Function = where.Function;
+                r.File = where.File;
+                r.Line = where.Line;
+            }
+        }
+    }
+
+    private static void FinishFrames(StackFrame[] frames, ModuleLoadMap loads)
+    {
+        for (int i = 0; i < frames.Length; i++)
+        {
+            StackFrame f = frames[i];
+            // valgrind prints an inline chain as frames sharing one ip, the real function last.
+            f.IsInline = i + 1 < frames.Length && frames[i + 1].Address == f.Address;
+            if (f.ModuleOffset == 0 && loads.FileAddress(f.Module, f.Address) is ulong fileAddress) f.ModuleOffset = fileAddress;
+        }
+    }
+
+    /// <summary>valgrind's replacement malloc/free/new (vgpreload_memcheck, vg_replace_malloc.c).</summary>
+    internal static bool IsValgrindReplacement(StackFrame f) =>
+        f.Module.Contains("/vgpreload_", StringComparison.Ordinal) ||
+        (f.File is not null && System.IO.Path.GetFileName(f.File).StartsWith("vg_replace_", StringComparison.Ordinal));
+}
