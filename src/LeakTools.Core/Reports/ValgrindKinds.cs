@@ -5,7 +5,7 @@ namespace LeakTools.Core.Reports;
 
 /// <summary>Memcheck's finding kinds: its XML &lt;kind&gt; names, the heading lines its text logs
 /// print for them, and the loss-record heading with its figures.</summary>
-internal static partial class ValgrindKinds
+public static partial class ValgrindKinds
 {
     private static readonly Dictionary<string, LeakKind> s_xml = new(StringComparer.Ordinal)
     {

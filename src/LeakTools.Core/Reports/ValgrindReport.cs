@@ -10,6 +10,20 @@ public sealed class ValgrindReport
     /// <summary>Problems with the report itself (cut off, unknown kinds), for the cmdlet to warn about.</summary>
     public List<string> Warnings { get; } = new();
 
+    /// <summary>How many of the summary's Errors are loss records (--errors-for-leak-kinds).</summary>
+    internal long LeakErrors { get; set; }
+
+    /// <summary>Drops the leak check from the report (-LeakCheck No): loss records, leak figures and the errors they counted.</summary>
+    internal void WithoutLeaks()
+    {
+        Records.RemoveAll(r => ValgrindKinds.IsLeak(r.Kind));
+        var s = Summary;
+        if (s.Errors is not null) (s.Errors, s.ErrorContexts) = (s.Errors - LeakErrors, s.ErrorContexts - LeakErrors);
+        LeakErrors = 0;
+        (s.DefinitelyLost, s.DefinitelyLostBlocks, s.IndirectlyLost, s.IndirectlyLostBlocks) = (null, null, null, null);
+        (s.PossiblyLost, s.PossiblyLostBlocks, s.StillReachable, s.StillReachableBlocks, s.Suppressed, s.SuppressedBlocks) = (null, null, null, null, null, null);
+    }
+
     /// <summary>Completes every frame and record once parsing is done: inline flags, ModuleOffset
     /// from <paramref name="loads"/>, the record's own Function/File/Line, process id and path.</summary>
     internal void Complete(ModuleLoadMap loads, string? path)

@@ -281,6 +281,7 @@ public sealed partial class ValgrindRun : IDisposable
         ValgrindReport report;
         using (var xml = File.OpenRead(XmlPath)) report = ValgrindXmlParser.Parse(xml, reportPath, loads);
         report.Summary.ExitCode = exitCode;
+        if (_options.LeakCheck == ValgrindLeakCheck.No) report.WithoutLeaks(); // valgrind's XML mode checks anyway
         if (_xtree) ReadXtreeTotals(report.Summary);
 
         // The signal LeakTools sent to stop the program is not a finding.
@@ -297,7 +298,7 @@ public sealed partial class ValgrindRun : IDisposable
         {
             if (!ValgrindTextParser.TrySplitPrefix(line, out char kind, out _, out string content)) continue;
             if (kind == '*') yield return new ValgrindEvent(ValgrindEventKind.Warning, "valgrind: " + content.Trim());
-            else if (kind == '=' && content.Contains("Warning", StringComparison.OrdinalIgnoreCase))
+            else if (kind == '=' && content.StartsWith("Warning:", StringComparison.Ordinal)) // not -v -v's "WARNING: new redirection"
                 yield return new ValgrindEvent(ValgrindEventKind.Verbose, "valgrind: " + content.Trim());
         }
     }

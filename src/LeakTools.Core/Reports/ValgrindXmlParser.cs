@@ -130,9 +130,11 @@ public static class ValgrindXmlParser
 
         var leaks = report.Records.Where(r => ValgrindKinds.IsLeak(r.Kind)).ToList();
         long leakErrors = leaks.Count(r => errorsFor.Contains(ShortName(r.Kind)));
+        report.LeakErrors = leakErrors;
         summary.Errors = counts.Values.Sum() + leakErrors;
         summary.ErrorContexts = counts.Count + leakErrors;
-        if (leakCheck is not ("full" or "yes")) return;
+        // valgrind 3.19 checks fully in XML mode whatever --leak-check says; older ones may not
+        if (leakCheck is not ("full" or "yes") && leaks.Count == 0) return;
 
         void Fill(LeakKind kind, Action<long?, long?> set)
         {
