@@ -25,8 +25,6 @@ public sealed class ValgrindCmdletTests : IClassFixture<ValgrindCmdletTests.Sess
 
     private static string Sample(string name) => Path.Combine(RepoPaths.Samples, "valgrind", name);
 
-    private static int LineOf(string source, string text) =>
-        File.ReadAllLines(Path.Combine(RepoPaths.Fixtures, source)).Select((l, i) => (l, i)).Single(x => x.l.Contains(text)).i + 1;
 
     [LinuxFact("gcc", "valgrind")]
     public void Memwatch_example_gives_the_512_byte_leak_at_its_malloc_line_and_the_invalid_free_at_the_second_free()
@@ -68,7 +66,7 @@ public sealed class ValgrindCmdletTests : IClassFixture<ValgrindCmdletTests.Sess
             Vars(("exe", exe), ("xml", xml))).NoErrors();
         // the stdin watcher thread's TLS (calloc in ld.so) is possibly lost while the thread runs
         var leak = Assert.Single(r.Output.Select(o => o.BaseObject).OfType<LeakRecord>(), x => x.Kind == LeakKind.DefinitelyLost);
-        Assert.Equal(("remember_request", LineOf("valgrind-daemon.c", "leaked every tick")), (leak.Function, leak.Line!.Value));
+        Assert.Equal(("remember_request", FixtureSource.LineOf("valgrind-daemon.c", "leaked every tick")), (leak.Function, leak.Line!.Value));
         Assert.Equal(xml, leak.Path);
         var lines = r.Output.Select(o => o.BaseObject).OfType<string>().ToList();
         Assert.Contains(lines, l => l.StartsWith("Stdout,Program|READY pid="));

@@ -48,17 +48,39 @@ public static partial class ValgrindTextParser
     /// <summary>Splits "==771== text" into its kind ('=' user message, '-' commentary, '*' fatal), pid and text.</summary>
     public static bool TrySplitPrefix(string line, out char kind, out int pid, out string content)
     {
-        Match m = Prefix().Match(line);
-        if (!m.Success)
+        // the common case, "==123== text" at the start of the line, without the regex
+        if (!TrySplitAt(line, 0, out kind, out pid, out content))
         {
-            (kind, pid, content) = ('\0', 0, "");
-            return false;
+            Match m = Prefix().Match(line);
+            if (!m.Success)
+            {
+                (kind, pid, content) = ('\0', 0, "");
+                return false;
+            }
+            kind = m.Groups["p"].Value[0];
+            pid = int.Parse(m.Groups["pid"].Value, NumberStyles.None, CultureInfo.InvariantCulture);
+            content = m.Groups["c"].Value;
         }
-        kind = m.Groups["p"].Value[0];
-        pid = int.Parse(m.Groups["pid"].Value, NumberStyles.None, CultureInfo.InvariantCulture);
-        content = m.Groups["c"].Value;
-        Match ts = TimeStamp().Match(content);
-        if (ts.Success) content = content[ts.Length..];
+        if (content.Length > 16 && char.IsAsciiDigit(content[0]) && content[2] == ':')
+        {
+            Match ts = TimeStamp().Match(content);
+            if (ts.Success) content = content[ts.Length..];
+        }
+        return true;
+    }
+
+    private static bool TrySplitAt(string line, int at, out char kind, out int pid, out string content)
+    {
+        (kind, pid, content) = ('\0', 0, "");
+        if (line.Length < at + 5) return false;
+        char c = line[at];
+        if (c is not ('=' or '-' or '*') || line[at + 1] != c) return false;
+        int i = at + 2, value = 0;
+        while (i < line.Length && char.IsAsciiDigit(line[i]) && i - at < 12) value = value * 10 + (line[i++] - '0');
+        if (i == at + 2 || i + 1 >= line.Length || line[i] != c || line[i + 1] != c) return false;
+        i += 2;
+        if (i < line.Length && line[i] != ' ') return false;
+        (kind, pid, content) = (c, value, i + 1 < line.Length ? line[(i + 1)..] : "");
         return true;
     }
 
@@ -203,8 +225,8 @@ public static partial class ValgrindTextParser
                 _section = Section.None;
                 return;
             }
-            Match m = FrameLine().Match(c);
-            if (m.Success)
+            Match m;
+            if (c.Length > 8 && c[0] == ' ' && IsFrameLine(c) && (m = FrameLine().Match(c)).Success)
             {
                 if (_record is null) return;
                 ValgrindKinds.TryHex(m.Groups["ip"].Value, out ulong ip);
@@ -220,6 +242,12 @@ public static partial class ValgrindTextParser
             }
             if (c[0] == ' ') return;
             Heading(c.TrimEnd());
+        }
+
+        private static bool IsFrameLine(string c)
+        {
+            string t = c.TrimStart();
+            return t.StartsWith("at 0x", StringComparison.Ordinal) || t.StartsWith("by 0x", StringComparison.Ordinal);
         }
 
         private void Auxiliary(string text)

@@ -17,9 +17,6 @@ public class ValgrindRunTests
         return (events, run.Result());
     }
 
-    /// <summary>The line of <paramref name="source"/> (a fixture) holding <paramref name="text"/>.</summary>
-    private static int LineOf(string source, string text) =>
-        File.ReadAllLines(Path.Combine(RepoPaths.Fixtures, source)).Select((l, i) => (l, i)).Single(x => x.l.Contains(text)).i + 1;
 
     private static bool GroupAlive(int pgid) => Tools.Run("ps", "-e", "-o", "pgid=").Split('\n').Any(l => l.Trim() == pgid.ToString());
 
@@ -89,7 +86,7 @@ public class ValgrindRunTests
         Assert.Contains(events, e => e == new ValgrindEvent(ValgrindEventKind.Stderr, "daemon: serving requests"));
         Assert.Contains(events, e => e.Kind == ValgrindEventKind.Verbose && e.Text.Contains("SIGINT"));
         var leak = Assert.Single(result.Report.Records, x => x.Kind == LeakKind.DefinitelyLost);
-        Assert.Equal(("remember_request", LineOf("valgrind-daemon.c", "leaked every tick")), (leak.Function, leak.Line!.Value));
+        Assert.Equal(("remember_request", FixtureSource.LineOf("valgrind-daemon.c", "leaked every tick")), (leak.Function, leak.Line!.Value));
         Assert.True(leak.Blocks > 5);
         Assert.Equal(leak.Blocks * 1024, leak.Bytes);
         Assert.DoesNotContain(result.Report.Records, x => x.Kind == LeakKind.FatalSignal);
