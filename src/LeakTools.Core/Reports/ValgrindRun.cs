@@ -50,6 +50,8 @@ public readonly record struct ValgrindEvent(ValgrindEventKind Kind, string Text)
 public sealed class ValgrindRunResult
 {
     public required ValgrindReport Report { get; init; }
+    /// <summary>Reports of the programs it ran that valgrind followed (--trace-children=yes), one per process.</summary>
+    public IReadOnlyList<ValgrindReport> ChildReports { get; init; } = Array.Empty<ValgrindReport>();
     public int ExitCode { get; init; }
     /// <summary>The strongest signal LeakTools had to send (SIGINT, SIGTERM, SIGKILL), or null when the program ended by itself.</summary>
     public string? StopSignal { get; init; }
@@ -85,8 +87,6 @@ public sealed partial class ValgrindRun : IDisposable
     {
         _options = options;
         _tempDir = tempDir;
-        XmlPath = Path.Combine(tempDir, "valgrind.xml");
-        LogPath = Path.Combine(tempDir, "valgrind.log");
         _xtree = VersionOf(valgrind) is not Version v || v >= s_xtreeSince;
 
         // setsid(1) puts valgrind in a session and process group of its own (it execs in place:
@@ -140,10 +140,15 @@ public sealed partial class ValgrindRun : IDisposable
     public string CommandLine { get; }
 
     /// <summary>valgrind's raw XML report (in a temporary folder removed by Dispose unless kept).</summary>
-    public string XmlPath { get; }
+    public string XmlPath => XmlPathOf(ProcessId);
 
     /// <summary>valgrind's commentary (-v -v: load addresses of every object).</summary>
-    public string LogPath { get; }
+    public string LogPath => LogPathOf(ProcessId);
+
+    // %p: each process valgrind follows (--trace-children=yes) writes files of its own
+    private string XmlPathOf(object pid) => Path.Combine(_tempDir, $"valgrind.{pid}.xml");
+
+    private string LogPathOf(object pid) => Path.Combine(_tempDir, $"valgrind.{pid}.log");
 
     /// <summary>Starts the program under valgrind. Throws ValgrindNotInstalled when there is no valgrind.</summary>
     public static ValgrindRun Start(ValgrindOptions options)
@@ -185,8 +190,8 @@ public sealed partial class ValgrindRun : IDisposable
     {
         yield return "--tool=memcheck";
         yield return "--xml=yes";
-        yield return "--xml-file=" + XmlPath;
-        yield return "--log-file=" + LogPath;
+        yield return "--xml-file=" + XmlPathOf("%p");
+        yield return "--log-file=" + LogPathOf("%p");
         yield return "-v";
         yield return "-v"; // "Reading syms from X / svma, avma": load addresses, for ModuleOffset
         yield return "--child-silent-after-fork=yes"; // a forked child must not write into the same XML
@@ -277,9 +282,7 @@ public sealed partial class ValgrindRun : IDisposable
                 _options.Program);
         }
 
-        ModuleLoadMap loads = File.Exists(LogPath) ? ModuleLoadMap.FromLog(File.ReadLines(LogPath)) : ModuleLoadMap.Empty;
-        ValgrindReport report;
-        using (var xml = File.OpenRead(XmlPath)) report = ValgrindXmlParser.Parse(xml, reportPath, loads);
+        ValgrindReport report = ReadReport(XmlPath, LogPath, reportPath);
         report.Summary.ExitCode = exitCode;
         if (_options.LeakCheck == ValgrindLeakCheck.No) report.WithoutLeaks(); // valgrind's XML mode checks anyway
         if (_xtree) ReadXtreeTotals(report.Summary);
@@ -287,7 +290,24 @@ public sealed partial class ValgrindRun : IDisposable
         // The signal LeakTools sent to stop the program is not a finding.
         if (_stopSignal is not null && report.Summary.Signal == _stopSignal)
             report.Records.RemoveAll(r => r.Kind == LeakKind.FatalSignal);
-        return new ValgrindRunResult { Report = report, ExitCode = exitCode, StopSignal = _stopSignal, RunTime = _clock.Elapsed };
+
+        // programs it started, when valgrind followed them (--trace-children=yes)
+        var children = new List<ValgrindReport>();
+        foreach (string xml in Directory.GetFiles(_tempDir, "valgrind.*.xml").Order(StringComparer.Ordinal))
+        {
+            if (xml == XmlPath || new FileInfo(xml).Length == 0) continue;
+            ValgrindReport child = ReadReport(xml, Path.ChangeExtension(xml, ".log"), null);
+            if (_options.LeakCheck == ValgrindLeakCheck.No) child.WithoutLeaks();
+            children.Add(child);
+        }
+        return new ValgrindRunResult { Report = report, ChildReports = children, ExitCode = exitCode, StopSignal = _stopSignal, RunTime = _clock.Elapsed };
+    }
+
+    private static ValgrindReport ReadReport(string xmlPath, string logPath, string? reportPath)
+    {
+        ModuleLoadMap loads = File.Exists(logPath) ? ModuleLoadMap.FromLog(File.ReadLines(logPath)) : ModuleLoadMap.Empty;
+        using var xml = File.OpenRead(xmlPath);
+        return ValgrindXmlParser.Parse(xml, reportPath, loads);
     }
 
     /// <summary>valgrind's own messages from its log ("==PID== Warning: ..."), for -Verbose.</summary>

@@ -157,7 +157,11 @@ public sealed class InvokeValgrindCommand : ValgrindReportCommandBase
                              $"before -Duration {d}; here is what valgrind saw.");
             }
             var shown = ShownKinds();
-            WriteReport(result.Report, r => !ValgrindKinds.IsLeak(r.Kind) || (LeakCheck == ValgrindLeakCheck.Full && shown.Contains(r.Kind)));
+            bool Include(LeakRecord r) => !ValgrindKinds.IsLeak(r.Kind) || (LeakCheck == ValgrindLeakCheck.Full && shown.Contains(r.Kind));
+            WriteReport(result.Report, Include);
+            if (result.ChildReports.Count > 0)
+                WriteVerbose($"valgrind followed {result.ChildReports.Count} more process(es) the program started (--trace-children); their reports follow.");
+            foreach (ValgrindReport child in result.ChildReports) WriteReport(child, Include);
         }
     }
 

@@ -126,6 +126,19 @@ public class ValgrindRunTests
         Assert.Contains(result.Report.Records, x => x.Kind == LeakKind.DefinitelyLost);
     }
 
+    [LinuxFact("gcc", "valgrind")]
+    public void Programs_started_by_the_program_get_reports_of_their_own_with_trace_children()
+    {
+        string exe = FixtureBuilder.Build("memwatch-memory.c");
+        var (_, result) = Run(new ValgrindOptions { Program = "/bin/sh", Arguments = new[] { "-c", exe + "; exit 5" }, ExtraArguments = new[] { "--trace-children=yes" } });
+        Assert.Equal(5, result.ExitCode);
+        Assert.DoesNotContain(result.Report.Records, x => x.Kind == LeakKind.DefinitelyLost && x.Bytes == 512);
+        var child = Assert.Single(result.ChildReports);
+        Assert.Equal(11, Assert.Single(child.Records, x => x.Kind == LeakKind.DefinitelyLost).Line);
+        Assert.Equal(exe, child.Summary.Command);
+        Assert.NotEqual(result.Report.Summary.ProcessId, child.Summary.ProcessId);
+    }
+
     [LinuxFact("valgrind")]
     public void A_program_that_exits_at_once_still_gives_its_report_and_exit_code()
     {
