@@ -6,7 +6,9 @@ namespace LeakTools.Core.Reports;
 /// 0x..." pairs of its -v -v commentary. With it a frame's address (valgrind's ip, a runtime
 /// address) becomes the object's file virtual address, what addr2line -e and Resolve-Address -Path
 /// take: ModuleOffset = ip - (avma - svma). Without an entry, a non-PIE executable (ET_EXEC) is
-/// loaded at its file addresses, so ModuleOffset = ip; for other objects it stays unknown (0).</summary>
+/// loaded at its file addresses, so ModuleOffset = ip; for a PIE or shared object whose file is on
+/// this machine, the frames valgrind named tell the load address (<see cref="LearnFromNamedFrames"/>);
+/// otherwise it stays unknown (0).</summary>
 public sealed partial class ModuleLoadMap
 {
     private readonly Dictionary<string, List<(ulong Svma, ulong Avma)>> _loads = new(StringComparer.Ordinal);
@@ -53,6 +55,36 @@ public sealed partial class ModuleLoadMap
             if (ValgrindTextParser.TrySplitPrefix(line, out _, out _, out string content)) map.AddCommentaryLine(content);
         }
         return map;
+    }
+
+    /// <summary>For objects without a known load address: the load bias that puts every frame
+    /// valgrind named (not inlined) inside its function's symbol in the object's file. The bias is
+    /// page-aligned; it is taken only when exactly one page-aligned value fits all those frames.</summary>
+    public void LearnFromNamedFrames(IEnumerable<StackFrame> frames)
+    {
+        foreach (var group in frames.Where(f => f.Module.Length > 0 && f.Function is not null && !f.IsInline).GroupBy(f => f.Module))
+        {
+            string module = group.Key;
+            if (_loads.ContainsKey(module) || module.Contains("/vgpreload_", StringComparison.Ordinal)) continue;
+            if (!_fixedAddress.TryGetValue(module, out bool isExec)) _fixedAddress[module] = isExec = IsFixedAddressExecutable(module);
+            if (isExec || !File.Exists(module)) continue;
+            var symbols = ElfFunctionSymbols.Read(module);
+            long low = long.MinValue, high = long.MaxValue; // the bias lies in (low, high]
+            bool any = false;
+            foreach (StackFrame f in group.DistinctBy(f => f.Address))
+            {
+                string name = f.Function!.Split('@')[0]; // "memcpy@@GLIBC_2.14"
+                if (!symbols.TryGetValue(name, out var sym) || f.Address > long.MaxValue || sym.Value > long.MaxValue || sym.Size > int.MaxValue) continue;
+                // value + bias <= ip < value + size + bias
+                long hi = (long)f.Address - (long)sym.Value, lo = hi - (long)sym.Size;
+                (low, high, any) = (Math.Max(low, lo), Math.Min(high, hi), true);
+            }
+            if (!any) continue;
+            long first = ((low >> 12) + 1) << 12; // the smallest page-aligned value above low
+            if (first < 0 || first > high || first + 0x1000 <= high) continue; // none, or more than one, fits
+            ulong bias = (ulong)first;
+            _loads[module] = new List<(ulong, ulong)> { (0, bias) };
+        }
     }
 
     /// <summary>The file virtual address of <paramref name="address"/> in <paramref name="module"/>, or null when unknown.</summary>

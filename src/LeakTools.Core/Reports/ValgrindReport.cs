@@ -29,12 +29,21 @@ public sealed class ValgrindReport
     internal void Complete(ModuleLoadMap loads, string? path)
     {
         Summary.Path = path;
+        var stacks = Records.Select(r => r.Frames).Concat(Records.SelectMany(r => r.Auxiliary.Select(d => d.Frames))).ToList();
+        foreach (StackFrame[] frames in stacks)
+        {
+            // valgrind prints an inline chain as frames sharing one ip, the real function last
+            for (int i = 0; i < frames.Length; i++) frames[i].IsInline = i + 1 < frames.Length && frames[i + 1].Address == frames[i].Address;
+        }
+        loads.LearnFromNamedFrames(stacks.SelectMany(f => f));
+        foreach (StackFrame f in stacks.SelectMany(f => f))
+        {
+            if (f.ModuleOffset == 0 && loads.FileAddress(f.Module, f.Address) is ulong fileAddress) f.ModuleOffset = fileAddress;
+        }
         foreach (LeakRecord r in Records)
         {
             r.Path = path;
             r.ProcessId ??= Summary.ProcessId;
-            FinishFrames(r.Frames, loads);
-            foreach (LeakRecordDetail d in r.Auxiliary) FinishFrames(d.Frames, loads);
             StackFrame? where = r.Frames.FirstOrDefault(f => !IsValgrindReplacement(f)) ?? r.Frames.FirstOrDefault();
             if (where is not null)
             {
@@ -42,17 +51,6 @@ public sealed class ValgrindReport
                 r.File = where.File;
                 r.Line = where.Line;
             }
-        }
-    }
-
-    private static void FinishFrames(StackFrame[] frames, ModuleLoadMap loads)
-    {
-        for (int i = 0; i < frames.Length; i++)
-        {
-            StackFrame f = frames[i];
-            // valgrind prints an inline chain as frames sharing one ip, the real function last.
-            f.IsInline = i + 1 < frames.Length && frames[i + 1].Address == f.Address;
-            if (f.ModuleOffset == 0 && loads.FileAddress(f.Module, f.Address) is ulong fileAddress) f.ModuleOffset = fileAddress;
         }
     }
 

@@ -74,6 +74,35 @@ public class ValgrindRunTests
         }
     }
 
+    [LinuxFact("gcc", "valgrind", "addr2line")]
+    public void Reports_made_without_load_addresses_learn_them_from_the_frames_valgrind_named()
+    {
+        // -rdynamic puts main into .dynsym, so valgrind names it though the program is stripped;
+        // the static functions stay ???. A plain valgrind run, as a CI job would make it.
+        string stripped = FixtureBuilder.Build("valgrind-stripped.c", "-O0 -g -s -rdynamic");
+        string withSymbols = FixtureBuilder.Build("valgrind-stripped.c", "-O0 -g -rdynamic");
+        string dir = Directory.CreateTempSubdirectory("leaktools-vg").FullName;
+        try
+        {
+            string xml = Path.Combine(dir, "r.xml"), txt = Path.Combine(dir, "r.txt");
+            Tools.Run("valgrind", "--leak-check=full", "--xml=yes", "--xml-file=" + xml, "--log-file=/dev/null", stripped);
+            Tools.Run("valgrind", "--leak-check=full", "--log-file=" + txt, stripped);
+            foreach (string report in new[] { xml, txt })
+            {
+                var leak = Assert.Single(Assert.Single(ValgrindLogReader.Read(report)).Records, x => x.Kind == LeakKind.DefinitelyLost);
+                var own = leak.Frames.Where(f => f.Module == stripped).ToList();
+                Assert.Equal(new string?[] { null, null, "main" }, own.Select(f => f.Function));
+                string[] names = Tools.Run("addr2line", new[] { "-f", "-e", withSymbols }.Concat(own.Select(f => $"0x{f.ModuleOffset:x}")).ToArray())
+                    .Split('\n').Where((_, i) => i % 2 == 0).Take(3).ToArray();
+                Assert.Equal(new[] { "make_buffer", "make_record", "main" }, names);
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [LinuxFact("gcc", "valgrind")]
     public void Duration_stops_the_daemon_with_SIGINT_and_its_output_passes_through()
     {
