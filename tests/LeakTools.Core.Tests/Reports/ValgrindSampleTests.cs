@@ -357,4 +357,43 @@ public class ValgrindSampleTests
         var dir = Assert.Throws<LeakToolsException>(() => ValgrindLogReader.Read(RepoPaths.Samples));
         Assert.Equal("NotValgrindReport", dir.ErrorId);
     }
+
+    [Fact]
+    public void Older_protocols_leak_in_what_and_unknown_kinds_are_kept_with_a_warning()
+    {
+        const string xml = """
+            <?xml version="1.0"?>
+            <valgrindoutput>
+            <protocolversion>3</protocolversion>
+            <pid>42</pid>
+            <tool>memcheck</tool>
+            <error>
+              <unique>0x7</unique>
+              <tid>1</tid>
+              <kind>Leak_DefinitelyLost</kind>
+              <what>1,024 (24 direct, 1,000 indirect) bytes in 1 blocks are definitely lost in loss record 9 of 12</what>
+              <stack><frame><ip>0x4005D4</ip><obj>/opt/app/bin/app</obj><fn>make_cache</fn></frame></stack>
+            </error>
+            <error>
+              <unique>0x8</unique>
+              <tid>4</tid>
+              <kind>InvalidSizeAndAlignment</kind>
+              <what>Invalid size value: 0 alignment value: 3 (should be power of 2)</what>
+              <stack><frame><ip>0x4005E0</ip><fn>aligned_alloc</fn></frame></stack>
+              <xauxwhat><text>Address 0x5a is on thread 4's stack</text><file>x.c</file><line>3</line></xauxwhat>
+            </error>
+            <errorcounts><pair><count>3</count><unique>0x8</unique></pair></errorcounts>
+            <suppcounts></suppcounts>
+            </valgrindoutput>
+            """;
+        var r = Assert.Single(ValgrindLogReader.Read(new MemoryStream(Encoding.UTF8.GetBytes(xml)), "old.xml"));
+        var leak = r.Records[0];
+        Assert.Equal((LeakKind.DefinitelyLost, 1024L, 1000L, 1L, 9, 12), (leak.Kind, leak.Bytes!.Value, leak.IndirectBytes!.Value, leak.Blocks!.Value, leak.LossRecord!.Value, leak.LossRecordCount!.Value));
+        var odd = r.Records[1];
+        Assert.Equal((LeakKind.Unknown, "InvalidSizeAndAlignment", 4, 3L), (odd.Kind, odd.ValgrindKind, odd.ThreadId!.Value, odd.Count!.Value));
+        Assert.Equal("Address 0x5a is on thread 4's stack", odd.Auxiliary.Single().Text);
+        Assert.Contains(r.Warnings, w => w.Contains("'InvalidSizeAndAlignment'"));
+        // --leak-check was not given (valgrind's default is summary) but the XML has the record
+        Assert.Equal((24L, 4L), (r.Summary.DefinitelyLost!.Value, r.Summary.Errors!.Value));
+    }
 }
