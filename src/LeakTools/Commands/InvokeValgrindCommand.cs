@@ -170,6 +170,7 @@ public sealed class InvokeValgrindCommand : ValgrindReportCommandBase
     {
         string kept = logPath ?? System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"leaktools-valgrind-{run.ProcessId}.xml");
         if (logPath is null) run.KeepXml(kept);
+        if (!File.Exists(kept)) return; // valgrind wrote nothing
         try
         {
             Host?.UI?.WriteWarningLine($"Invoke-Valgrind was stopped; the program was stopped too. valgrind's report is kept: Import-ValgrindLog {kept}");
