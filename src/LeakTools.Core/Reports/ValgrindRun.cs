@@ -223,6 +223,12 @@ public sealed partial class ValgrindRun : IDisposable
 
             TimeSpan now = _clock.Elapsed;
             bool stopWanted = cancel.IsCancellationRequested || (_options.Duration is TimeSpan d && now >= d);
+            if (stopWanted && stage == 0 && XmlShowsFinished())
+            {
+                // the program already ended by itself and valgrind is checking for leaks: no signal
+                (stage, stageAt, finishingAt) = (1, now, now);
+                yield return new ValgrindEvent(ValgrindEventKind.Verbose, "The program ended; valgrind is checking for leaks.");
+            }
             if (stopWanted && stage == 0)
             {
                 string why = cancel.IsCancellationRequested ? "the command was stopped" : $"-Duration {_options.Duration}";
@@ -366,17 +372,18 @@ public sealed partial class ValgrindRun : IDisposable
 
     private bool XmlShowsFinished()
     {
+        ReadOnlySpan<byte> marker = "<state>FINISHED</state>"u8;
         try
         {
             using var f = new FileStream(XmlPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
             if (f.Length <= _xmlScanned) return false;
             // re-read a little overlap so a marker split between two reads is still seen
-            long from = Math.Max(0, _xmlScanned - 32);
+            long from = Math.Max(0, _xmlScanned - marker.Length);
+            var chunk = new byte[f.Length - from];
             f.Position = from;
-            using var reader = new StreamReader(f);
-            string chunk = reader.ReadToEnd();
-            _xmlScanned = from + chunk.Length;
-            return chunk.Contains("<state>FINISHED</state>", StringComparison.Ordinal);
+            int n = f.ReadAtLeast(chunk, chunk.Length, throwOnEndOfStream: false);
+            _xmlScanned = from + n;
+            return chunk.AsSpan(0, n).IndexOf(marker) >= 0;
         }
         catch (IOException)
         {
