@@ -107,30 +107,43 @@ public sealed partial class ValgrindRun : IDisposable
         foreach (string a in options.Arguments) psi.ArgumentList.Add(a);
         CommandLine = string.Join(' ', psi.ArgumentList.Skip(setsid is null ? 0 : 1).Prepend(valgrind).Select(Quote));
 
-        _process = new Process { StartInfo = psi, EnableRaisingEvents = true };
-        _process.OutputDataReceived += (_, e) =>
-        {
-            if (e.Data is null) _stdoutClosed = true;
-            else _events.Enqueue(new ValgrindEvent(ValgrindEventKind.Stdout, e.Data));
-        };
-        _process.ErrorDataReceived += (_, e) =>
-        {
-            if (e.Data is null)
-            {
-                _stderrClosed = true;
-                return;
-            }
-            _events.Enqueue(new ValgrindEvent(ValgrindEventKind.Stderr, e.Data));
-            lock (_stderrTail)
-            {
-                _stderrTail.Enqueue(e.Data);
-                if (_stderrTail.Count > 20) _stderrTail.Dequeue();
-            }
-        };
+        _process = new Process { StartInfo = psi };
         _process.Start();
         ProcessId = _process.Id;
-        _process.BeginOutputReadLine();
-        _process.BeginErrorReadLine();
+        // Threads of their own, not the thread pool's async reads: a busy pool must not delay
+        // the program's output or lose valgrind's last words before it exits.
+        StartReader(_process.StandardOutput, ValgrindEventKind.Stdout, () => _stdoutClosed = true);
+        StartReader(_process.StandardError, ValgrindEventKind.Stderr, () => _stderrClosed = true);
+    }
+
+    private void StartReader(StreamReader reader, ValgrindEventKind kind, Action closed)
+    {
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                string? line;
+                while ((line = reader.ReadLine()) is not null)
+                {
+                    _events.Enqueue(new ValgrindEvent(kind, line));
+                    if (kind != ValgrindEventKind.Stderr) continue;
+                    lock (_stderrTail)
+                    {
+                        _stderrTail.Enqueue(line);
+                        if (_stderrTail.Count > 20) _stderrTail.Dequeue();
+                    }
+                }
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
+            {
+            }
+            finally
+            {
+                closed();
+            }
+        })
+        { IsBackground = true, Name = $"valgrind {kind}" };
+        thread.Start();
     }
 
     /// <summary>Pid of valgrind, which is also the pid of the program it runs.</summary>
@@ -268,7 +281,7 @@ public sealed partial class ValgrindRun : IDisposable
         // The pipes close when the last process holding them ends; give stragglers a moment.
         foreach (var ev in StopLeftovers()) yield return ev;
         var drain = Stopwatch.StartNew();
-        while ((!_stdoutClosed || !_stderrClosed) && drain.Elapsed < TimeSpan.FromSeconds(2)) Thread.Sleep(20);
+        while ((!_stdoutClosed || !_stderrClosed) && drain.Elapsed < TimeSpan.FromSeconds(5)) Thread.Sleep(20);
         while (_events.TryDequeue(out var ev)) yield return ev;
         _finished = true;
     }
