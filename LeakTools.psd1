@@ -12,6 +12,7 @@
         'LeakTools.ProcFs.Format.ps1xml'
         'LeakTools.StackFrame.Format.ps1xml'
         'LeakTools.Symbols.Format.ps1xml'
+        'LeakTools.Reports.Format.ps1xml'
     )
     TypesToProcess       = @(
         'LeakTools.Types.ps1xml'
@@ -22,6 +23,8 @@
         'Get-SystemMemory'
         'Resolve-Address'
         'Get-ElfSymbol'
+        'Invoke-Valgrind'
+        'Import-ValgrindLog'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -62,6 +62,20 @@ try {
     Show 'And the machine as a whole'
     Write-Host '> Get-SystemMemory'
     Get-SystemMemory | Format-List | Out-Wide
+
+    if (Get-Command valgrind -ErrorAction Ignore) {
+        Show 'Which line leaks? A second daemon under valgrind for 3 seconds, stopped with SIGINT like Ctrl+C'
+        Write-Host "> `$report = Invoke-Valgrind $exe -ArgumentList 200, 2 -Duration 3"
+        Write-Host '> $report | Where-Object Kind -eq DefinitelyLost; $report[-1]'
+        $report = Invoke-Valgrind $exe -ArgumentList 200, 2 -Duration 3
+        $report | Where-Object Kind -eq DefinitelyLost | Out-Wide
+        $report[-1] | Out-Wide
+        $lost = $report | Where-Object Kind -eq DefinitelyLost | Sort-Object Bytes -Descending | Select-Object -First 1
+        Write-Host ('{0:N0} bytes in {1:N0} blocks lost, allocated in {2} at {3}:{4}: the buffer session_close() forgets.' -f $lost.Bytes, $lost.Blocks, $lost.Function, (Split-Path $lost.File -Leaf), $lost.Line)
+    }
+    else {
+        Write-Host "`n(valgrind is not installed: skipping Invoke-Valgrind)"
+    }
 }
 finally {
     if (-not $daemon.HasExited) { Stop-Process -Id $daemon.Id; $daemon.WaitForExit(5000) | Out-Null }
