@@ -80,3 +80,27 @@ Describe 'Import-ValgrindLog' {
         $row.File | Should -Be 'memwatch-memory.c'
     }
 }
+
+Describe 'Frames valgrind could not name, resolved afterwards with Resolve-Address' {
+    It 'names the ??? frames of a stripped program from its build-id debug file' -Skip:(-not (Get-Command valgrind -ErrorAction Ignore) -or -not (Get-Command objcopy -ErrorAction Ignore)) {
+        Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+        Import-Module (Get-TestModulePath) -Force
+        $built = Build-TestFixture -Source 'valgrind-stripped.c' -Flags '-O0 -g -Wl,--build-id' -OutputName 'vg-buildid'
+        $app = Join-Path $TestDrive 'app'
+        Copy-Item $built $app
+        # Debug info goes to a private build-id tree valgrind does not know; the program is stripped.
+        $id = ((& readelf -n $app | Select-String 'Build ID: (\w+)').Matches[0].Groups[1].Value)
+        $debugRoot = Join-Path $TestDrive 'debug'
+        $null = New-Item -ItemType Directory -Force (Join-Path $debugRoot ".build-id/$($id.Substring(0, 2))")
+        & objcopy --only-keep-debug $app (Join-Path $debugRoot ".build-id/$($id.Substring(0, 2))/$($id.Substring(2)).debug")
+        & objcopy --strip-all $app
+
+        $leak = Invoke-Valgrind $app | Where-Object Kind -eq DefinitelyLost
+        $unknown = @($leak.Frames | Where-Object { -not $_.Function -and $_.Module -eq $app })
+        $unknown | Should -HaveCount 3
+        $resolved = $unknown | Resolve-Address -DebugDirectory $debugRoot
+        ($resolved | Where-Object { -not $_.IsInline }).Function | Should -Be @('make_buffer', 'make_record', 'main')
+        $resolved[0].File | Should -Match 'valgrind-stripped\.c$'
+        $resolved[0].Line | Should -BeGreaterThan 0
+    }
+}
