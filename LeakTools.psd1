@@ -11,6 +11,7 @@
     FormatsToProcess     = @(
         'LeakTools.ProcFs.Format.ps1xml'
         'LeakTools.StackFrame.Format.ps1xml'
+        'LeakTools.Dumps.Format.ps1xml'
     )
     TypesToProcess       = @(
         'LeakTools.Types.ps1xml'
@@ -19,6 +20,8 @@
         'Get-ProcessPss'
         'Get-ProcessMemoryMap'
         'Get-SystemMemory'
+        'Invoke-CoreCapture'
+        'Get-CoreDump'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

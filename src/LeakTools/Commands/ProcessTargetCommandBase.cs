@@ -105,7 +105,7 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
         }
     }
 
-    private ProcessIdentity? ReadById(int pid)
+    protected ProcessIdentity? ReadById(int pid)
     {
         try
         {
