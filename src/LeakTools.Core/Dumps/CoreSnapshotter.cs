@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -148,13 +147,10 @@ public sealed unsafe class CoreSnapshotter
                          $"prepared in {prepared.TotalMilliseconds:0} ms).");
         TimeSpan resumed = phase.Elapsed;
 
-        if (strategy == SnapshotStrategy.Buffered)
-        {
-            WriteCore(output, null, segments, notes, total, cancel, pid);
-        }
-        // Note the freeze time into our own note now that it is known (same size, so the layout holds).
+        // The freeze time goes into our own note now that it is known (same size, so the layout holds).
         byte[] finalNotes = BuildNotes(threads, process, auxv, files, filter, strategy, freeze);
-        output.Write(NotesOffset(segments.Count), finalNotes);
+        if (strategy == SnapshotStrategy.Buffered) WriteCore(output, null, segments, finalNotes, total, cancel, pid);
+        else if (!output.Compressed) output.Write(NotesOffset(segments.Count), finalNotes);
         string path = output.Commit(total);
         _verbose?.Invoke($"Wrote {path} ({total >> 20} MiB) in {(phase.Elapsed - resumed).TotalMilliseconds:0} ms after resuming; {phase.Elapsed.TotalMilliseconds:0} ms in all.");
 
@@ -363,7 +359,7 @@ public sealed unsafe class CoreSnapshotter
         return nb.ToArray();
     }
 
-    private static long NotesOffset(int segmentCount) => ElfCore.EhdrSize + (long)ElfCore.PhdrSize * (segmentCount + 1);
+    private static long NotesOffset(int segmentCount) => ElfCore.NotesOffset(segmentCount);
 
     /// <summary>Assigns file offsets: headers, notes, then page-aligned segment data. Returns the file length.</summary>
     private static long Layout(List<Segment> segments, int notesLength)
@@ -444,39 +440,6 @@ public sealed unsafe class CoreSnapshotter
         }
     }
 
-    private static byte[] Headers(List<Segment> segments, int notesLength)
-    {
-        byte[] h = new byte[NotesOffset(segments.Count)];
-        Span<byte> e = h;
-        e[0] = 0x7f; e[1] = (byte)'E'; e[2] = (byte)'L'; e[3] = (byte)'F';
-        e[4] = 2; e[5] = 1; e[6] = 1; // ELFCLASS64, little endian, EV_CURRENT; OSABI SYSV
-        BinaryPrimitives.WriteUInt16LittleEndian(e[16..], ElfCore.ET_CORE);
-        BinaryPrimitives.WriteUInt16LittleEndian(e[18..], ElfCore.EM_X86_64);
-        BinaryPrimitives.WriteUInt32LittleEndian(e[20..], 1);
-        BinaryPrimitives.WriteUInt64LittleEndian(e[32..], ElfCore.EhdrSize);            // e_phoff
-        BinaryPrimitives.WriteUInt16LittleEndian(e[52..], ElfCore.EhdrSize);            // e_ehsize
-        BinaryPrimitives.WriteUInt16LittleEndian(e[54..], ElfCore.PhdrSize);            // e_phentsize
-        BinaryPrimitives.WriteUInt16LittleEndian(e[56..], (ushort)Math.Min(segments.Count + 1, 0xffff));
-        BinaryPrimitives.WriteUInt16LittleEndian(e[58..], 64);                          // e_shentsize
-        Span<byte> p = e[ElfCore.EhdrSize..];
-        WritePhdr(p, ElfCore.PT_NOTE, 0, NotesOffset(segments.Count), 0, notesLength, notesLength, 4);
-        for (int i = 0; i < segments.Count; i++)
-        {
-            Segment s = segments[i];
-            WritePhdr(p[((i + 1) * ElfCore.PhdrSize)..], ElfCore.PT_LOAD, s.Flags, s.Offset, s.Start, s.FileSize, (long)(s.End - s.Start), ElfCore.PageSize);
-        }
-        return h;
-    }
-
-    private static void WritePhdr(Span<byte> p, uint type, uint flags, long offset, ulong vaddr, long filesz, long memsz, long align)
-    {
-        BinaryPrimitives.WriteUInt32LittleEndian(p, type);
-        BinaryPrimitives.WriteUInt32LittleEndian(p[4..], flags);
-        BinaryPrimitives.WriteInt64LittleEndian(p[8..], offset);
-        BinaryPrimitives.WriteUInt64LittleEndian(p[16..], vaddr);
-        BinaryPrimitives.WriteUInt64LittleEndian(p[24..], 0);
-        BinaryPrimitives.WriteInt64LittleEndian(p[32..], filesz);
-        BinaryPrimitives.WriteInt64LittleEndian(p[40..], memsz);
-        BinaryPrimitives.WriteInt64LittleEndian(p[48..], align);
-    }
+    private static byte[] Headers(List<Segment> segments, int notesLength) =>
+        ElfCore.Headers(segments.Select(s => new CoreSegment(s.Start, s.End - s.Start, s.Offset, s.FileSize, s.Flags)).ToList(), notesLength);
 }

@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+
 namespace LeakTools.Core.Dumps;
 
 /// <summary>ELF constants and note layouts of x86-64 Linux cores, shared by the writer and the reader.</summary>
@@ -32,4 +34,45 @@ public static class ElfCore
     public const int SiginfoSize = 128;
 
     public static long AlignUp(long value, long alignment) => (value + alignment - 1) & ~(alignment - 1);
+
+    /// <summary>Where the notes start: after the ELF header and one PT_NOTE plus the PT_LOADs.</summary>
+    public static long NotesOffset(int segmentCount) => EhdrSize + (long)PhdrSize * (segmentCount + 1);
+
+    /// <summary>The ELF header and program headers of an x86-64 core: one PT_NOTE of
+    /// <paramref name="notesLength"/> bytes at <see cref="NotesOffset"/>, then a PT_LOAD per segment.</summary>
+    public static byte[] Headers(IReadOnlyList<CoreSegment> segments, int notesLength)
+    {
+        byte[] h = new byte[NotesOffset(segments.Count)];
+        Span<byte> e = h;
+        e[0] = 0x7f; e[1] = (byte)'E'; e[2] = (byte)'L'; e[3] = (byte)'F';
+        e[4] = 2; e[5] = 1; e[6] = 1; // ELFCLASS64, little endian, EV_CURRENT; OSABI SYSV
+        BinaryPrimitives.WriteUInt16LittleEndian(e[16..], ET_CORE);
+        BinaryPrimitives.WriteUInt16LittleEndian(e[18..], EM_X86_64);
+        BinaryPrimitives.WriteUInt32LittleEndian(e[20..], 1);
+        BinaryPrimitives.WriteUInt64LittleEndian(e[32..], EhdrSize);            // e_phoff
+        BinaryPrimitives.WriteUInt16LittleEndian(e[52..], EhdrSize);            // e_ehsize
+        BinaryPrimitives.WriteUInt16LittleEndian(e[54..], PhdrSize);            // e_phentsize
+        BinaryPrimitives.WriteUInt16LittleEndian(e[56..], (ushort)Math.Min(segments.Count + 1, 0xffff));
+        BinaryPrimitives.WriteUInt16LittleEndian(e[58..], 64);                  // e_shentsize
+        Span<byte> p = e[EhdrSize..];
+        WritePhdr(p, PT_NOTE, 0, NotesOffset(segments.Count), 0, notesLength, notesLength, 4);
+        for (int i = 0; i < segments.Count; i++)
+        {
+            CoreSegment s = segments[i];
+            WritePhdr(p[((i + 1) * PhdrSize)..], PT_LOAD, s.Flags, s.FileOffset, s.VirtualAddress, s.FileSize, (long)s.MemorySize, PageSize);
+        }
+        return h;
+    }
+
+    private static void WritePhdr(Span<byte> p, uint type, uint flags, long offset, ulong vaddr, long filesz, long memsz, long align)
+    {
+        BinaryPrimitives.WriteUInt32LittleEndian(p, type);
+        BinaryPrimitives.WriteUInt32LittleEndian(p[4..], flags);
+        BinaryPrimitives.WriteInt64LittleEndian(p[8..], offset);
+        BinaryPrimitives.WriteUInt64LittleEndian(p[16..], vaddr);
+        BinaryPrimitives.WriteUInt64LittleEndian(p[24..], 0);
+        BinaryPrimitives.WriteInt64LittleEndian(p[32..], filesz);
+        BinaryPrimitives.WriteInt64LittleEndian(p[40..], memsz);
+        BinaryPrimitives.WriteInt64LittleEndian(p[48..], align);
+    }
 }

@@ -19,7 +19,10 @@ public sealed unsafe class HelperClient : IDisposable
 {
     private readonly int _pid;
     private readonly StreamWriter _requests;
-    private readonly BlockingCollection<HelperReply> _replies = new();
+    private readonly ConcurrentDictionary<int, BlockingCollection<HelperReply>> _pending = new();
+    private static readonly object s_sharedLock = new();
+    private static HelperClient? s_shared;
+    private volatile bool _closed;
     private readonly StringBuilder _diagnostics = new();
     private readonly Thread _replyReader;
     private int _nextId;
@@ -46,6 +49,30 @@ public sealed unsafe class HelperClient : IDisposable
 
     /// <summary>How the helper was started (for -Verbose).</summary>
     public string Launch { get; }
+
+    /// <summary>The helper shared by every cmdlet call of this process, started on first use and
+    /// restarted if it died. It lives until this process ends (its input then closes).</summary>
+    public static HelperClient Shared
+    {
+        get
+        {
+            lock (s_sharedLock)
+            {
+                if (s_shared is null || s_shared._closed)
+                {
+                    s_shared?.Dispose();
+                    s_shared = Start();
+                }
+                return s_shared;
+            }
+        }
+    }
+
+    /// <summary>True when a shared helper was already running (the next call will not pay its start).</summary>
+    public static bool SharedRunning
+    {
+        get { lock (s_sharedLock) return s_shared is { _closed: false }; }
+    }
 
     /// <summary>Starts a helper host.</summary>
     public static HelperClient Start()
@@ -129,13 +156,14 @@ public sealed unsafe class HelperClient : IDisposable
                 HelperReply? reply = null;
                 try { reply = JsonSerializer.Deserialize<HelperReply>(line, HelperJson.Options); }
                 catch (JsonException) { lock (_diagnostics) _diagnostics.AppendLine(line); }
-                if (reply is not null) _replies.Add(reply);
+                if (reply is not null && _pending.TryGetValue(reply.Id, out var queue)) queue.Add(reply);
             }
         }
         catch (IOException) { }
         finally
         {
-            _replies.CompleteAdding();
+            _closed = true;
+            foreach (var queue in _pending.Values) queue.CompleteAdding();
         }
     }
 
@@ -163,7 +191,16 @@ public sealed unsafe class HelperClient : IDisposable
     public IEnumerable<HelperReply> Run(string command, object args, CancellationToken cancel = default)
     {
         int id = Interlocked.Increment(ref _nextId);
-        Send(new { id, command, args });
+        var replies = new BlockingCollection<HelperReply>();
+        _pending[id] = replies;
+        if (_closed) replies.CompleteAdding();
+        try { Send(new { id, command, args }); }
+        catch (IOException) { replies.CompleteAdding(); }
+        return Replies(id, replies, cancel);
+    }
+
+    private IEnumerable<HelperReply> Replies(int id, BlockingCollection<HelperReply> replies, CancellationToken cancel)
+    {
         bool cancelSent = false;
         using CancellationTokenRegistration reg = cancel.Register(() =>
         {
@@ -176,11 +213,12 @@ public sealed unsafe class HelperClient : IDisposable
             HelperReply? reply;
             try
             {
-                if (!_replies.TryTake(out reply, Timeout.Infinite)) reply = null;
+                if (!replies.TryTake(out reply, Timeout.Infinite)) reply = null;
             }
             catch (InvalidOperationException) { reply = null; }
             if (reply is null)
             {
+                _pending.TryRemove(id, out _);
                 yield return new HelperReply
                 {
                     Id = id,
@@ -194,7 +232,7 @@ public sealed unsafe class HelperClient : IDisposable
                 };
                 yield break;
             }
-            if (reply.Id != id && reply.Id != 0) continue;
+            if (reply.Kind == HelperReplyKind.Done) _pending.TryRemove(id, out _);
             yield return reply;
             if (reply.Kind == HelperReplyKind.Done) yield break;
         }

@@ -97,7 +97,7 @@ internal sealed class EchoCommand : IHelperCommand
         if (args.ValueKind == JsonValueKind.Object && args.TryGetProperty("wait", out JsonElement w) && w.ValueKind == JsonValueKind.True)
         {
             cancel.WaitHandle.WaitOne();
-            output.Verbose("cancelled");
+            cancel.ThrowIfCancellationRequested();
         }
     }
 }

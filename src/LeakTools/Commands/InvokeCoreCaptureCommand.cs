@@ -53,13 +53,28 @@ public sealed class InvokeCoreCaptureCommand : ProcessTargetCommandBase, IDispos
         {
             ThrowTerminatingError(ErrorRecords.InvalidArgument("InvalidTimeout", "-Timeout must be greater than zero.", Timeout));
         }
-        // A number in the first position is a process id: Invoke-CoreCapture 1234.
-        if (ParameterSetName == NameSet && Name is { Length: > 0 } && Name.All(n => int.TryParse(n, NumberStyles.None, CultureInfo.InvariantCulture, out _)))
+        // Named by id (-Id, a number in the first position, or piped objects): a zombie or kernel
+        // thread is an error here, not skipped silently as in listings.
+        int[]? ids = ParameterSetName switch
         {
-            foreach (string n in Name)
+            IdSet => Id,
+            InputObjectSet => InputObject.Select(p => p.Id).ToArray(),
+            _ when Name is { Length: > 0 } && Name.All(n => int.TryParse(n, NumberStyles.None, CultureInfo.InvariantCulture, out _)) =>
+                Name.Select(n => int.Parse(n, CultureInfo.InvariantCulture)).ToArray(),
+            _ => null,
+        };
+        if (ids is not null)
+        {
+            foreach (int pid in ids)
             {
-                ProcessIdentity? identity = ReadById(int.Parse(n, CultureInfo.InvariantCulture));
-                if (identity is not null) Capture(identity);
+                ProcessIdentity identity;
+                try { identity = Reader.ReadIdentity(pid); }
+                catch (LeakToolsException ex)
+                {
+                    WriteError(ErrorRecords.From(ex, pid));
+                    continue;
+                }
+                Capture(identity);
             }
             return;
         }
@@ -144,8 +159,9 @@ public sealed class InvokeCoreCaptureCommand : ProcessTargetCommandBase, IDispos
 
     private HelperClient StartHelper()
     {
-        HelperClient helper = HelperClient.Start();
-        WriteVerbose($"Started the LeakTools helper process {helper.ProcessId}: {helper.Launch}");
+        bool running = HelperClient.SharedRunning;
+        HelperClient helper = HelperClient.Shared;
+        if (!running) WriteVerbose($"Started the LeakTools helper process {helper.ProcessId}: {helper.Launch}");
         return helper;
     }
 
@@ -156,19 +172,7 @@ public sealed class InvokeCoreCaptureCommand : ProcessTargetCommandBase, IDispos
         WriteObject(dump);
     }
 
-    protected override void EndProcessing()
-    {
-        base.EndProcessing();
-        _helper?.Dispose();
-        _helper = null;
-    }
-
     protected override void StopProcessing() => _cancel.Cancel();
 
-    public void Dispose()
-    {
-        _helper?.Dispose();
-        _helper = null;
-        _cancel.Dispose();
-    }
+    public void Dispose() => _cancel.Dispose();
 }

@@ -105,7 +105,7 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
         }
     }
 
-    protected ProcessIdentity? ReadById(int pid)
+    private ProcessIdentity? ReadById(int pid)
     {
         try
         {
