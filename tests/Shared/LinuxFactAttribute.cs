@@ -17,3 +17,16 @@ public sealed class LinuxFactAttribute : FactAttribute
     public static bool ToolExists(string tool) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(':').Any(d => File.Exists(Path.Combine(d, tool)));
 }
+
+/// <summary>A theory that needs a Linux machine with the named tools on PATH; skipped cleanly elsewhere.</summary>
+public sealed class LinuxTheoryAttribute : TheoryAttribute
+{
+    public LinuxTheoryAttribute(params string[] tools)
+    {
+        if (!OperatingSystem.IsLinux()) { Skip = "Linux only"; return; }
+        foreach (string tool in tools)
+        {
+            if (!LinuxFactAttribute.ToolExists(tool)) { Skip = $"{tool} is not installed"; return; }
+        }
+    }
+}

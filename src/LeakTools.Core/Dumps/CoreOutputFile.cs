@@ -25,6 +25,9 @@ public sealed class CoreOutputFile : IDisposable
     public string TempPath { get; }
     public bool Compressed => _compressor is not null;
 
+    /// <summary>The temporary file's handle (for mapping it).</summary>
+    public SafeFileHandle Handle => _file.SafeFileHandle;
+
     /// <summary>Creates the temporary file, so an unwritable destination fails before anything else happens.</summary>
     public static CoreOutputFile Create(string directory, string fileName, bool compress)
     {
@@ -94,7 +97,7 @@ public sealed class CoreOutputFile : IDisposable
         }
     }
 
-    private LeakToolsException WriteFailure(IOException ex)
+    public LeakToolsException WriteFailure(IOException ex)
     {
         string dir = Path.GetDirectoryName(FinalPath) ?? ".";
         bool full = (ex.HResult & 0xffff) == 28 || ex.Message.Contains("space", StringComparison.OrdinalIgnoreCase);

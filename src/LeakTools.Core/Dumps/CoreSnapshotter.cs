@@ -10,8 +10,11 @@ namespace LeakTools.Core.Dumps;
 /// <summary>How the memory of a snapshot is taken while the target is stopped.</summary>
 public enum SnapshotStrategy
 {
-    /// <summary>Buffered when the memory to copy fits in half of MemAvailable, else Direct.</summary>
+    /// <summary>Mapped (Buffered when compressing) when the memory to copy fits in half of MemAvailable, else Direct.</summary>
     Auto,
+    /// <summary>Copy written-to memory straight into the core file's page cache (a shared mapping
+    /// faulted in beforehand) while stopped: one copy, nothing left to write after resuming.</summary>
+    Mapped,
     /// <summary>Copy written-to memory into prepared RAM while stopped, write the file after resuming.</summary>
     Buffered,
     /// <summary>Write the whole file while the target is stopped (no extra RAM; a longer freeze).</summary>
@@ -28,6 +31,12 @@ public sealed class SnapshotOptions
     public SnapshotStrategy Strategy { get; set; } = SnapshotStrategy.Auto;
     /// <summary>How long to wait for every thread to stop.</summary>
     public TimeSpan StopTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Tests: runs while the target is stopped (e.g. to kill it mid-snapshot).</summary>
+    internal Action<int>? WhileStopped { get; set; }
+
+    /// <summary>Tests: the room reserved for headers and notes in a mapped core.</summary>
+    internal long? HeaderReserve { get; set; }
 }
 
 /// <summary>Writes an ELF core of a live process without ending it, as gcore does but without gdb:
@@ -55,7 +64,11 @@ public sealed unsafe class CoreSnapshotter
         public bool Volatile; // may change while running: copied while frozen
         public List<(nint Ptr, long Length)>? Captured;
         public byte[]? Small;
+        public bool InFile; // copied into the mapped core file already
     }
+
+    /// <summary>Where the headers and notes go.</summary>
+    private readonly record struct Placement(long PhOffset, long NotesOffset, long Total);
 
     public CoreDump Capture(int pid, SnapshotOptions options, CancellationToken cancel = default)
     {
@@ -86,7 +99,8 @@ public sealed unsafe class CoreSnapshotter
         if (strategy == SnapshotStrategy.Auto)
         {
             long available = MeminfoAvailable();
-            strategy = volatileBytes <= available / 2 ? SnapshotStrategy.Buffered : SnapshotStrategy.Direct;
+            strategy = volatileBytes > available / 2 ? SnapshotStrategy.Direct
+                : options.Compress ? SnapshotStrategy.Buffered : SnapshotStrategy.Mapped;
             if (strategy == SnapshotStrategy.Direct)
                 _verbose?.Invoke($"{volatileBytes >> 20} MiB to copy exceeds half of MemAvailable ({available >> 20} MiB): writing while the process is stopped.");
         }
@@ -103,7 +117,17 @@ public sealed unsafe class CoreSnapshotter
                 (options.Compress ? " before compression" : "") + ". Free space there or choose another -Destination.", destination);
         }
 
+        if (strategy == SnapshotStrategy.Mapped && options.Compress) strategy = SnapshotStrategy.Buffered;
         using var arena = new CaptureArena(strategy == SnapshotStrategy.Buffered ? volatileBytes + (volatileBytes / 16) : 0);
+        long headerReserve = 0;
+        MappedCoreArea? area = null;
+        if (strategy == SnapshotStrategy.Mapped)
+        {
+            headerReserve = options.HeaderReserve ?? HeaderReserve(pid, before, auxv.Length);
+            try { area = new MappedCoreArea(output.Handle, headerReserve, volatileBytes + volatileBytes / 16 + (1 << 20)); }
+            catch (IOException ex) { throw output.WriteFailure(ex); }
+        }
+        using var areaScope = area;
         cancel.ThrowIfCancellationRequested();
         TimeSpan prepared = phase.Elapsed;
 
@@ -112,30 +136,52 @@ public sealed unsafe class CoreSnapshotter
         List<Segment> segments;
         List<(ulong, ulong, ulong, string)> files;
         byte[] notes;
-        long total;
+        Placement place;
         TimeSpan freeze;
         using (PtraceSession session = PtraceSession.Seize(pid, 0, root: _root))
         {
             try
             {
                 session.StopAll(options.StopTimeout);
+                options.WhileStopped?.Invoke(pid);
                 List<SmapsMapping> maps = ReadMaps(pid, identity);
+                if (maps.Count == 0 || !Alive(pid)) throw new ProcessExitedException(pid);
                 threads = ReadThreads(session, pid);
                 process = ReadProcessInfo(pid, identity);
                 segments = Plan(session, maps, before, filter, pid, identity, out files);
                 notes = BuildNotes(threads, process, auxv, files, filter, strategy);
-                total = Layout(segments, notes.Length);
-                if (strategy == SnapshotStrategy.Buffered)
+                if (strategy == SnapshotStrategy.Mapped)
                 {
                     foreach (Segment s in segments)
                     {
-                        if (s.Volatile && s.FileSize > 0 && s.Small is null) CaptureSegment(session, s, arena);
+                        if (!s.Volatile || s.FileSize == 0 || s.Small is not null) continue;
+                        if (area!.Allocate(s.FileSize) is { } block)
+                        {
+                            ReadLarge(pid, s.Start, (byte*)block.Memory, s.FileSize);
+                            s.Offset = block.FileOffset;
+                            s.InFile = true;
+                        }
+                        else CaptureSegment(session, s, arena); // mappings grew since smaps was read
                     }
+                    place = LayoutAfter(segments, area!.UsedEnd, headerReserve, notes.Length);
                 }
                 else
                 {
-                    WriteCore(output, session, segments, notes, total, cancel);
+                    place = Layout(segments, notes.Length);
+                    if (strategy == SnapshotStrategy.Buffered)
+                    {
+                        foreach (Segment s in segments)
+                        {
+                            if (s.Volatile && s.FileSize > 0 && s.Small is null) CaptureSegment(session, s, arena);
+                        }
+                    }
+                    else
+                    {
+                        WriteCore(output, session, segments, notes, place, cancel);
+                    }
                 }
+                // A target killed while stopped leaves a zombie whose reads come back empty or short.
+                if (!Alive(pid)) throw new ProcessExitedException(pid);
             }
             finally
             {
@@ -149,8 +195,14 @@ public sealed unsafe class CoreSnapshotter
 
         // The freeze time goes into our own note now that it is known (same size, so the layout holds).
         byte[] finalNotes = BuildNotes(threads, process, auxv, files, filter, strategy, freeze);
-        if (strategy == SnapshotStrategy.Buffered) WriteCore(output, null, segments, finalNotes, total, cancel, pid);
-        else if (!output.Compressed) output.Write(NotesOffset(segments.Count), finalNotes);
+        if (strategy != SnapshotStrategy.Direct) WriteCore(output, null, segments, finalNotes, place, cancel, pid);
+        else if (!output.Compressed) output.Write(place.NotesOffset, finalNotes);
+        if (area is not null)
+        {
+            area.PunchZeroPages();
+            area.Dispose();
+        }
+        long total = place.Total;
         string path = output.Commit(total);
         _verbose?.Invoke($"Wrote {path} ({total >> 20} MiB) in {(phase.Elapsed - resumed).TotalMilliseconds:0} ms after resuming; {phase.Elapsed.TotalMilliseconds:0} ms in all.");
 
@@ -176,6 +228,14 @@ public sealed unsafe class CoreSnapshotter
         var sb = new StringBuilder();
         foreach (char c in identity.Name) sb.Append(char.IsLetterOrDigit(c) || c is '-' or '_' or '.' ? c : '_');
         return $"core.{sb}.{identity.Id}.{time.ToString("yyyyMMdd'T'HHmmss", CultureInfo.InvariantCulture)}" + (compress ? ".zst" : "");
+    }
+
+    private bool Alive(int pid)
+    {
+        string? stat = ProcFile.TryReadText(_root.File(pid, "stat"), out _);
+        if (stat is null) return false;
+        int close = stat.LastIndexOf(')');
+        return close > 0 && close + 2 < stat.Length && stat[close + 2] is not ('Z' or 'X');
     }
 
     private static bool HasAnon(SmapsMapping m) => m.Values.Get(SmapsField.Anonymous) > 0 || m.Values.Get(SmapsField.Swap) > 0;
@@ -361,8 +421,8 @@ public sealed unsafe class CoreSnapshotter
 
     private static long NotesOffset(int segmentCount) => ElfCore.NotesOffset(segmentCount);
 
-    /// <summary>Assigns file offsets: headers, notes, then page-aligned segment data. Returns the file length.</summary>
-    private static long Layout(List<Segment> segments, int notesLength)
+    /// <summary>Assigns file offsets: headers, notes, then page-aligned segment data.</summary>
+    private static Placement Layout(List<Segment> segments, int notesLength)
     {
         long offset = ElfCore.AlignUp(NotesOffset(segments.Count) + notesLength, ElfCore.PageSize);
         foreach (Segment s in segments)
@@ -370,7 +430,38 @@ public sealed unsafe class CoreSnapshotter
             s.Offset = offset;
             offset += s.FileSize;
         }
-        return offset;
+        return new Placement(ElfCore.EhdrSize, NotesOffset(segments.Count), offset);
+    }
+
+    /// <summary>Mapped layout: segments already copied into the file keep their offsets, the rest
+    /// follow them; headers and notes go into the reserved front if they fit, else at the end.</summary>
+    private static Placement LayoutAfter(List<Segment> segments, long usedEnd, long headerReserve, int notesLength)
+    {
+        long offset = ElfCore.AlignUp(usedEnd, ElfCore.PageSize);
+        foreach (Segment s in segments)
+        {
+            if (s.InFile) continue;
+            s.Offset = offset;
+            offset += s.FileSize;
+        }
+        if (NotesOffset(segments.Count) + notesLength <= headerReserve)
+            return new Placement(ElfCore.EhdrSize, NotesOffset(segments.Count), offset);
+        long phoff = offset;
+        long notesAt = phoff + (long)ElfCore.PhdrSize * (segments.Count + 1);
+        return new Placement(phoff, notesAt, notesAt + notesLength);
+    }
+
+    /// <summary>Room at the front of a mapped core for headers and notes, sized generously from
+    /// what the process has now (mappings and threads may grow before it stops; if they outgrow
+    /// it, headers and notes go to the end of the file instead).</summary>
+    private long HeaderReserve(int pid, List<SmapsMapping> maps, int auxvLength)
+    {
+        int threads = 1;
+        try { threads = Directory.GetDirectories(_root.File(pid, "task")).Length; } catch (IOException) { }
+        long pathBytes = maps.Sum(m => (long)m.Path.Length + 25);
+        long bytes = ElfCore.EhdrSize + (long)ElfCore.PhdrSize * (maps.Count * 2 + 64)
+                     + (threads * 2L + 16) * 6144 + 2 * pathBytes + auxvLength + 8192;
+        return ElfCore.AlignUp(bytes, ElfCore.PageSize);
     }
 
     private static void CaptureSegment(PtraceSession session, Segment s, CaptureArena arena)
@@ -384,6 +475,13 @@ public sealed unsafe class CoreSnapshotter
             ReadRange(session.ProcessId, s.Start + (ulong)done, new Span<byte>(p, (int)len));
             s.Captured.Add(((nint)p, len));
         }
+    }
+
+    /// <summary>Reads a range of any length into <paramref name="dest"/>, 1 GiB at a time.</summary>
+    private static void ReadLarge(int pid, ulong address, byte* dest, long length)
+    {
+        for (long done = 0; done < length; done += 1L << 30)
+            ReadRange(pid, address + (ulong)done, new Span<byte>(dest + done, (int)Math.Min(1L << 30, length - done)));
     }
 
     /// <summary>Reads a range; pages that cannot be read (beyond a file's end, vanished) stay zero.</summary>
@@ -402,15 +500,22 @@ public sealed unsafe class CoreSnapshotter
         }
     }
 
-    private static void WriteCore(CoreOutputFile output, PtraceSession? frozen, List<Segment> segments, byte[] notes, long total,
+    private static void WriteCore(CoreOutputFile output, PtraceSession? frozen, List<Segment> segments, byte[] notes, Placement place,
         CancellationToken cancel, int pid = 0)
     {
-        output.Write(0, Headers(segments, notes.Length));
-        output.Write(NotesOffset(segments.Count), notes);
-        byte[]? buffer = null;
-        foreach (Segment s in segments)
+        var (ehdr, phdrs) = ElfCore.HeaderParts(
+            segments.Select(s => new CoreSegment(s.Start, s.End - s.Start, s.Offset, s.FileSize, s.Flags)).ToList(), place.PhOffset, place.NotesOffset, notes.Length);
+        bool inOrder = place.PhOffset == ElfCore.EhdrSize;
+        if (inOrder)
         {
-            if (s.FileSize == 0) continue;
+            output.Write(0, [.. ehdr, .. phdrs]);
+            output.Write(place.NotesOffset, notes);
+        }
+        else output.Write(0, ehdr);
+        byte[]? buffer = null;
+        foreach (Segment s in segments.OrderBy(s => s.Offset))
+        {
+            if (s.FileSize == 0 || s.InFile) continue;
             cancel.ThrowIfCancellationRequested();
             if (s.Small is not null)
             {
@@ -438,8 +543,10 @@ public sealed unsafe class CoreSnapshotter
                 output.Write(s.Offset + done, chunk);
             }
         }
+        if (!inOrder)
+        {
+            output.Write(place.PhOffset, phdrs);
+            output.Write(place.NotesOffset, notes);
+        }
     }
-
-    private static byte[] Headers(List<Segment> segments, int notesLength) =>
-        ElfCore.Headers(segments.Select(s => new CoreSegment(s.Start, s.End - s.Start, s.Offset, s.FileSize, s.Flags)).ToList(), notesLength);
 }

@@ -42,26 +42,36 @@ public static class ElfCore
     /// <paramref name="notesLength"/> bytes at <see cref="NotesOffset"/>, then a PT_LOAD per segment.</summary>
     public static byte[] Headers(IReadOnlyList<CoreSegment> segments, int notesLength)
     {
-        byte[] h = new byte[NotesOffset(segments.Count)];
+        var (ehdr, phdrs) = HeaderParts(segments, EhdrSize, NotesOffset(segments.Count), notesLength);
+        return [.. ehdr, .. phdrs];
+    }
+
+    /// <summary>The ELF header (pointing at program headers at <paramref name="phoff"/>) and the
+    /// program headers: a PT_NOTE at <paramref name="notesOffset"/>, then a PT_LOAD per segment.
+    /// Program headers and notes may sit anywhere in the file (gcore puts its notes last).</summary>
+    public static (byte[] Ehdr, byte[] Phdrs) HeaderParts(IReadOnlyList<CoreSegment> segments, long phoff, long notesOffset, int notesLength)
+    {
+        byte[] h = new byte[EhdrSize];
         Span<byte> e = h;
         e[0] = 0x7f; e[1] = (byte)'E'; e[2] = (byte)'L'; e[3] = (byte)'F';
         e[4] = 2; e[5] = 1; e[6] = 1; // ELFCLASS64, little endian, EV_CURRENT; OSABI SYSV
         BinaryPrimitives.WriteUInt16LittleEndian(e[16..], ET_CORE);
         BinaryPrimitives.WriteUInt16LittleEndian(e[18..], EM_X86_64);
         BinaryPrimitives.WriteUInt32LittleEndian(e[20..], 1);
-        BinaryPrimitives.WriteUInt64LittleEndian(e[32..], EhdrSize);            // e_phoff
+        BinaryPrimitives.WriteInt64LittleEndian(e[32..], phoff);                // e_phoff
         BinaryPrimitives.WriteUInt16LittleEndian(e[52..], EhdrSize);            // e_ehsize
         BinaryPrimitives.WriteUInt16LittleEndian(e[54..], PhdrSize);            // e_phentsize
         BinaryPrimitives.WriteUInt16LittleEndian(e[56..], (ushort)Math.Min(segments.Count + 1, 0xffff));
         BinaryPrimitives.WriteUInt16LittleEndian(e[58..], 64);                  // e_shentsize
-        Span<byte> p = e[EhdrSize..];
-        WritePhdr(p, PT_NOTE, 0, NotesOffset(segments.Count), 0, notesLength, notesLength, 4);
+        byte[] ph = new byte[PhdrSize * (segments.Count + 1)];
+        Span<byte> p = ph;
+        WritePhdr(p, PT_NOTE, 0, notesOffset, 0, notesLength, notesLength, 4);
         for (int i = 0; i < segments.Count; i++)
         {
             CoreSegment s = segments[i];
             WritePhdr(p[((i + 1) * PhdrSize)..], PT_LOAD, s.Flags, s.FileOffset, s.VirtualAddress, s.FileSize, (long)s.MemorySize, PageSize);
         }
-        return h;
+        return (h, ph);
     }
 
     private static void WritePhdr(Span<byte> p, uint type, uint flags, long offset, ulong vaddr, long filesz, long memsz, long align)

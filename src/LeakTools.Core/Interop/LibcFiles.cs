@@ -53,3 +53,17 @@ internal static unsafe partial class LibcFiles
         fixed (byte* p = bytes) return SetXattr(path, name, p, (nuint)bytes.Length, 0) == 0;
     }
 }
+
+/// <summary>fallocate and madvise for cores written through a shared file mapping.</summary>
+internal static unsafe partial class LibcMapping
+{
+    public const int MAP_SHARED = 1;
+    public const int FALLOC_FL_KEEP_SIZE = 1, FALLOC_FL_PUNCH_HOLE = 2;
+    public const int MADV_POPULATE_WRITE = 23;
+
+    [LibraryImport("libc", EntryPoint = "fallocate", SetLastError = true)]
+    public static partial int Fallocate(int fd, int mode, long offset, long length);
+
+    [LibraryImport("libc", EntryPoint = "madvise", SetLastError = true)]
+    public static partial int Madvise(void* addr, nuint length, int advice);
+}
