@@ -43,6 +43,18 @@ try {
     Get-ProcessPss leaky-daemon | Get-ProcessMemoryMap | Sort-Object Rss -Descending | Select-Object -First 5 | Format-Table | Out-Wide
     Write-Host 'The growth is anonymous memory in [heap]: malloc''d blocks that are never freed.'
 
+    Show 'Hand it to the developers: a live core, without killing the daemon (gcore without gdb)'
+    Write-Host '> Get-ProcessPss leaky-daemon | Invoke-CoreCapture -Destination $work -Compress'
+    $core = Get-ProcessPss leaky-daemon | Invoke-CoreCapture -Destination $work -Compress
+    $core | Format-Table | Out-Wide
+    Write-Host ('The daemon was stopped for {0:N1} ms and is still running: {1}.' -f $core.FreezeTime.TotalMilliseconds, (-not $daemon.HasExited))
+
+    Show 'Cores on this machine: abrt, systemd-coredump, core_pattern''s folder, and -Path folders'
+    Write-Host '> Get-CoreDump -Path $work | Where-Object Name -eq leaky-daemon | Sort-Object Time'
+    Get-CoreDump -Path $work | Where-Object Name -eq leaky-daemon | Sort-Object Time | Format-Table | Out-Wide
+    Write-Host '> Get-CoreDump -Path $work | Select-Object -First 1 | Format-List Name, Id, CommandLine, Executable, Threads, Compression, Size'
+    Get-CoreDump -Path $work | Select-Object -First 1 | Format-List Name, Id, CommandLine, Executable, Threads, Compression, Size | Out-Wide
+
     Show 'And the machine as a whole'
     Write-Host '> Get-SystemMemory'
     Get-SystemMemory | Format-List | Out-Wide

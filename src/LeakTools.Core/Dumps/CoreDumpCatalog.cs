@@ -228,8 +228,8 @@ public sealed partial class CoreDumpCatalog
             if (d.Source == CoreDumpSource.File) d.Source = CoreDumpSource.Snapshot;
             if (core.LeakToolsInfo.TryGetValue("freeze_us", out string? us) && long.TryParse(us, out long micros) && micros > 0)
                 d.FreezeTime = TimeSpan.FromTicks(micros * 10);
-            if (core.LeakToolsInfo.TryGetValue("time", out string? ts) && long.TryParse(ts, out long secs))
-                d.Time = DateTimeOffset.FromUnixTimeSeconds(secs).LocalDateTime;
+            if (core.LeakToolsInfo.TryGetValue("time", out string? ts) && long.TryParse(ts, out long ms))
+                d.Time = DateTimeOffset.FromUnixTimeMilliseconds(ms).LocalDateTime;
         }
         if (core.Problem is not null)
         {

@@ -143,13 +143,14 @@ public sealed unsafe class CoreSnapshotter
             try
             {
                 session.StopAll(options.StopTimeout);
+                time = DateTime.Now; // the moment the core shows
                 options.WhileStopped?.Invoke(pid);
                 List<SmapsMapping> maps = ReadMaps(pid, identity);
                 if (maps.Count == 0 || !Alive(pid)) throw new ProcessExitedException(pid);
                 threads = ReadThreads(session, pid);
                 process = ReadProcessInfo(pid, identity);
                 segments = Plan(session, maps, before, filter, pid, identity, out files);
-                notes = BuildNotes(threads, process, auxv, files, filter, strategy);
+                notes = BuildNotes(threads, process, auxv, files, filter, strategy, time);
                 if (strategy == SnapshotStrategy.Mapped)
                 {
                     foreach (Segment s in segments)
@@ -194,7 +195,7 @@ public sealed unsafe class CoreSnapshotter
         TimeSpan resumed = phase.Elapsed;
 
         // The freeze time goes into our own note now that it is known (same size, so the layout holds).
-        byte[] finalNotes = BuildNotes(threads, process, auxv, files, filter, strategy, freeze);
+        byte[] finalNotes = BuildNotes(threads, process, auxv, files, filter, strategy, time, freeze);
         if (strategy != SnapshotStrategy.Direct) WriteCore(output, null, segments, finalNotes, place, cancel, pid);
         else if (!output.Compressed) output.Write(place.NotesOffset, finalNotes);
         if (area is not null)
@@ -393,7 +394,7 @@ public sealed unsafe class CoreSnapshotter
     }
 
     private static byte[] BuildNotes(List<ThreadInfo> threads, ProcessInfo process, byte[] auxv,
-        List<(ulong, ulong, ulong, string)> files, uint filter, SnapshotStrategy strategy, TimeSpan? freeze = null)
+        List<(ulong, ulong, ulong, string)> files, uint filter, SnapshotStrategy strategy, DateTime time, TimeSpan? freeze = null)
     {
         var nb = new CoreNoteBuilder();
         bool first = true;
@@ -414,7 +415,7 @@ public sealed unsafe class CoreSnapshotter
         // Fixed-width values so that the note keeps its size when the freeze time is filled in.
         long micros = (long)((freeze ?? TimeSpan.Zero).Ticks / 10);
         string info = $"tool=LeakTools {typeof(CoreSnapshotter).Assembly.GetName().Version}\nmethod=Snapshot\nstrategy={strategy}\n" +
-                      $"coredump_filter=0x{filter:x2}\ntime={DateTimeOffset.UtcNow.ToUnixTimeSeconds():D12}\nfreeze_us={micros:D15}\n";
+                      $"coredump_filter=0x{filter:x2}\ntime={new DateTimeOffset(time).ToUnixTimeMilliseconds():D15}\nfreeze_us={micros:D15}\n";
         nb.Add(ElfCore.LeakToolsNoteName, ElfCore.NT_LEAKTOOLS_INFO, Encoding.ASCII.GetBytes(info));
         return nb.ToArray();
     }
