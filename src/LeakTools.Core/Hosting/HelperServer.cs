@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
-using LeakTools.Core.Interop;
 using Microsoft.Win32.SafeHandles;
 
 namespace LeakTools.Core.Hosting;
@@ -13,14 +12,13 @@ namespace LeakTools.Core.Hosting;
 /// SIGTERM/SIGINT/SIGHUP cancel the running command, which detaches cleanly, and then the host exits.</summary>
 public static class HelperServer
 {
-    private const int SIGTERM = 15;
-
     /// <summary>Entry point of LeakTools.Host and of the pwsh bootstrap: requests on
     /// <paramref name="inFd"/>, replies on <paramref name="outFd"/>.</summary>
     public static int RunOnDescriptors(int inFd, int outFd)
     {
-        // If pwsh dies without closing our input (it cannot, but be safe), SIGTERM: handled below.
-        Spawn.Prctl(Spawn.PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
+        // No PR_SET_PDEATHSIG: it fires when the *thread* that spawned us ends (a pipeline thread of
+        // pwsh, long before pwsh exits). The end of our input is the signal that pwsh went away:
+        // only pwsh holds the pipe's write end (close-on-exec), and the kernel closes it when pwsh dies.
         using var input = new FileStream(new SafeFileHandle(inFd, true), FileAccess.Read, 1);
         using var output = new FileStream(new SafeFileHandle(outFd, true), FileAccess.Write, 1);
         return Run(input, output);
@@ -41,13 +39,19 @@ public static class HelperServer
         }
 
         using var all = new CancellationTokenSource();
+        var queue = new BlockingCollection<HelperRequest>();
+        void Shutdown()
+        {
+            all.Cancel();
+            try { queue.CompleteAdding(); } catch (ObjectDisposedException) { }
+        }
+        // SIGTERM/SIGINT/SIGHUP: cancel the running command (it detaches), then exit.
         var signals = new List<PosixSignalRegistration>();
         foreach (PosixSignal s in new[] { PosixSignal.SIGTERM, PosixSignal.SIGINT, PosixSignal.SIGHUP })
         {
-            signals.Add(PosixSignalRegistration.Create(s, ctx => { ctx.Cancel = true; all.Cancel(); }));
+            signals.Add(PosixSignalRegistration.Create(s, ctx => { ctx.Cancel = true; Shutdown(); }));
         }
 
-        var queue = new BlockingCollection<HelperRequest>();
         var running = new ConcurrentDictionary<int, CancellationTokenSource>();
         var readerThread = new Thread(() =>
         {
@@ -71,14 +75,14 @@ public static class HelperServer
                         if (running.TryGetValue(request.Id, out var cts)) cts.Cancel();
                         continue;
                     }
-                    queue.Add(request);
+                    try { queue.Add(request); }
+                    catch (InvalidOperationException) { break; } // shutting down
                 }
             }
             catch (IOException) { }
             finally
             {
-                all.Cancel();
-                queue.CompleteAdding();
+                Shutdown();
             }
         }) { IsBackground = true, Name = "LeakTools helper input" };
         readerThread.Start();

@@ -27,13 +27,9 @@ internal static unsafe partial class Spawn
     [LibraryImport(Lib, EntryPoint = "pipe2", SetLastError = true)]
     public static partial int Pipe2(int* fds, int flags);
 
-    [LibraryImport(Lib, EntryPoint = "prctl", SetLastError = true)]
-    public static partial int Prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
-
     [LibraryImport(Lib, EntryPoint = "fcntl", SetLastError = true)]
     private static partial int Fcntl(int fd, int cmd, int arg);
 
-    public const int PR_SET_PDEATHSIG = 1;
     private const int F_DUPFD_CLOEXEC = 1030;
 
     /// <summary>Creates a pipe whose ends are close-on-exec in this process and numbered 64 or

@@ -150,7 +150,7 @@ public sealed class InvokeCoreCaptureCommand : ProcessTargetCommandBase, IDispos
                 case HelperReplyKind.Error when reply.Failure is not null:
                     WriteError(ErrorRecords.From(reply.Failure.ToException(), identity.Id));
                     break;
-                case HelperReplyKind.Done when reply.Failure is not null && reply.Failure.ErrorId != "Cancelled":
+                case HelperReplyKind.Done when reply.Failure is not null && !_cancel.IsCancellationRequested:
                     WriteError(ErrorRecords.From(reply.Failure.ToException(), identity.Id));
                     break;
             }

@@ -171,6 +171,26 @@ public sealed class SnapshotLiveTests : IDisposable
     }
 
     [Fact]
+    public void Helper_cancels_its_command_and_exits_on_SIGTERM()
+    {
+        HelperClient helper = HelperClient.Start();
+        try
+        {
+            var replies = helper.Run("host.echo", new { wait = true }).GetEnumerator();
+            Assert.True(replies.MoveNext()); // the item: the command is now waiting
+            Interop.Libc.Kill(helper.ProcessId, 15);
+            var rest = new List<HelperReply>();
+            while (replies.MoveNext()) rest.Add(replies.Current);
+            Assert.Equal("Cancelled", rest.Last().Failure!.ErrorId);
+        }
+        finally
+        {
+            helper.Dispose();
+        }
+        Assert.False(Directory.Exists($"/proc/{helper.ProcessId}"));
+    }
+
+    [Fact]
     public void Helper_exits_when_its_input_closes()
     {
         HelperClient helper = HelperClient.Start();
