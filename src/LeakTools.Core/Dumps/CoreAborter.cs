@@ -47,8 +47,8 @@ public sealed unsafe class CoreAborter
             _warning?.Invoke($"coredump_filter of process {pid} is 0x{filter:x}: private anonymous memory (the heap) will not be in the core. " +
                              $"Set it with: echo 0x33 > /proc/{pid}/coredump_filter");
         long estimate = EstimateCoreBytes(pid, filter);
-        string cwd = ReadLink(_root.File(pid, "cwd")) ?? "/";
-        string? exe = ReadLink(_root.File(pid, "exe"));
+        string cwd = ProcFields.Link(_root.File(pid, "cwd")) ?? "/";
+        string? exe = ProcFields.Link(_root.File(pid, "exe"));
 
         // Checks that would make the kernel or the handler drop the core: fail before killing anything.
         if (handler == CoreHandler.OtherPipe)
@@ -68,7 +68,7 @@ public sealed unsafe class CoreAborter
             GlobalPid = pid,
             Tid = pid,
             Uid = identity.Status.RealUid,
-            Gid = ReadGid(pid),
+            Gid = ProcFields.StatusFirst(ProcFile.TryReadText(_root.File(pid, "status"), out _) ?? "", "Gid"),
             Signal = SIGABRT,
             Comm = identity.Comm,
             ExecutablePath = exe,
@@ -94,7 +94,8 @@ public sealed unsafe class CoreAborter
             _verbose?.Invoke($"The kernel will write {expected}.");
         }
         string status = ProcFile.TryReadText(_root.File(pid, "status"), out _) ?? "";
-        if (HasSignal(status, "SigCgt", SIGABRT) || HasSignal(status, "SigBlk", SIGABRT) || HasSignal(status, "SigIgn", SIGABRT))
+        ulong abrtBit = 1UL << (SIGABRT - 1);
+        if (((ProcFields.StatusHex(status, "SigCgt") | ProcFields.StatusHex(status, "SigBlk") | ProcFields.StatusHex(status, "SigIgn")) & abrtBit) != 0)
             _warning?.Invoke($"Process {pid} handles, blocks or ignores SIGABRT itself: it may not dump a core.");
 
         DateTime sent = DateTime.Now;
@@ -157,7 +158,7 @@ public sealed unsafe class CoreAborter
             if (errno == Errno.ESRCH) throw new ProcessNotFoundException(pid);
             throw new LeakToolsException(FailureKind.AccessDenied, "AccessDenied", $"Cannot read the core limit of process {pid}: {Errno.Describe(errno)}.", pid);
         }
-        bool canRaiseHard = HasCapability(CAP_SYS_RESOURCE);
+        bool canRaiseHard = (ProcFields.StatusHex(ProcFile.TryReadText("/proc/self/status", out _) ?? "", "CapEff") & (1UL << CAP_SYS_RESOURCE)) != 0;
         var wanted = new Ptrace.RLimit { Current = old.Max, Max = old.Max };
         if (canRaiseHard) wanted = new Ptrace.RLimit { Current = Ptrace.RLIM_INFINITY, Max = Ptrace.RLIM_INFINITY };
         if (wanted.Current != old.Current || wanted.Max != old.Max)
@@ -187,39 +188,6 @@ public sealed unsafe class CoreAborter
 
     private static string Show(ulong v) => v == Ptrace.RLIM_INFINITY ? "unlimited" : v.ToString(CultureInfo.InvariantCulture);
 
-    private bool HasCapability(int cap)
-    {
-        string? status = ProcFile.TryReadText("/proc/self/status", out _);
-        foreach (string line in (status ?? "").Split('\n'))
-        {
-            if (line.StartsWith("CapEff:", StringComparison.Ordinal) &&
-                ulong.TryParse(line[7..].Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong caps))
-                return (caps & (1UL << cap)) != 0;
-        }
-        return false;
-    }
-
-    private static bool HasSignal(string status, string key, int signal)
-    {
-        foreach (string line in status.Split('\n'))
-        {
-            if (line.StartsWith(key + ":", StringComparison.Ordinal) &&
-                ulong.TryParse(line[(key.Length + 1)..].Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong mask))
-                return (mask & (1UL << (signal - 1))) != 0;
-        }
-        return false;
-    }
-
-    private uint ReadGid(int pid)
-    {
-        string? status = ProcFile.TryReadText(_root.File(pid, "status"), out _);
-        foreach (string line in (status ?? "").Split('\n'))
-        {
-            if (line.StartsWith("Gid:", StringComparison.Ordinal) && uint.TryParse(line[4..].Trim().Split('\t', ' ')[0], out uint gid)) return gid;
-        }
-        return 0;
-    }
-
     private long EstimateCoreBytes(int pid, uint filter)
     {
         int errno = ProcFile.TryRead(_root.File(pid, "smaps"), out ReadOnlySpan<byte> text);
@@ -233,12 +201,6 @@ public sealed unsafe class CoreAborter
         return total;
     }
 
-    private static string? ReadLink(string path)
-    {
-        try { return new FileInfo(path).LinkTarget; }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
-    }
-
     /// <summary>True once the process is gone or a zombie: the kernel writes the core before that.</summary>
     private bool WaitForExit(int pid, TimeSpan timeout, CancellationToken cancel)
     {
@@ -246,10 +208,7 @@ public sealed unsafe class CoreAborter
         while (sw.Elapsed < timeout)
         {
             cancel.ThrowIfCancellationRequested();
-            int errno = ProcFile.TryRead(_root.File(pid, "stat"), out ReadOnlySpan<byte> stat);
-            if (errno != 0) return true;
-            int close = stat.LastIndexOf((byte)')');
-            if (close > 0 && close + 2 < stat.Length && stat[close + 2] is (byte)'Z' or (byte)'X') return true;
+            if (!ProcFields.IsAlive(_root, pid)) return true;
             Thread.Sleep(20);
         }
         return false;

@@ -83,7 +83,7 @@ public sealed unsafe class CoreSnapshotter
         uint filter = CoredumpFilter.Read(pid, _root);
         List<SmapsMapping> before = ReadSmaps(pid, identity);
         byte[] auxv = ReadProcBytes(pid, "auxv", identity);
-        string? executable = TryReadLink(_root.File(pid, "exe"));
+        string? executable = ProcFields.Link(_root.File(pid, "exe"));
 
         long volatileBytes = 0, diskEstimate = 0;
         foreach (SmapsMapping m in before)
@@ -231,13 +231,7 @@ public sealed unsafe class CoreSnapshotter
         return $"core.{sb}.{identity.Id}.{time.ToString("yyyyMMdd'T'HHmmss", CultureInfo.InvariantCulture)}" + (compress ? ".zst" : "");
     }
 
-    private bool Alive(int pid)
-    {
-        string? stat = ProcFile.TryReadText(_root.File(pid, "stat"), out _);
-        if (stat is null) return false;
-        int close = stat.LastIndexOf(')');
-        return close > 0 && close + 2 < stat.Length && stat[close + 2] is not ('Z' or 'X');
-    }
+    private bool Alive(int pid) => ProcFields.IsAlive(_root, pid);
 
     private static bool HasAnon(SmapsMapping m) => m.Values.Get(SmapsField.Anonymous) > 0 || m.Values.Get(SmapsField.Swap) > 0;
 
@@ -276,12 +270,6 @@ public sealed unsafe class CoreSnapshotter
         return content.ToArray();
     }
 
-    private static string? TryReadLink(string path)
-    {
-        try { return new FileInfo(path).LinkTarget; }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
-    }
-
     private List<ThreadInfo> ReadThreads(PtraceSession session, int pid)
     {
         var list = new List<ThreadInfo>();
@@ -299,8 +287,8 @@ public sealed unsafe class CoreSnapshotter
                 Session = Field(f, 3),
                 UserTime = TimeSpan.FromSeconds(Field(f, 11) / tick),
                 SystemTime = TimeSpan.FromSeconds(Field(f, 12) / tick),
-                SignalsPending = HexStatus(status, "SigPnd") | HexStatus(status, "ShdPnd"),
-                SignalsBlocked = HexStatus(status, "SigBlk"),
+                SignalsPending = ProcFields.StatusHex(status, "SigPnd") | ProcFields.StatusHex(status, "ShdPnd"),
+                SignalsBlocked = ProcFields.StatusHex(status, "SigBlk"),
                 Registers = session.GetRegisters(tid),
                 FpRegisters = session.GetRegisterSet(tid, Ptrace.NT_PRFPREG, 512),
                 XState = session.GetRegisterSet(tid, Ptrace.NT_X86_XSTATE),
@@ -314,12 +302,7 @@ public sealed unsafe class CoreSnapshotter
         string stat = ProcFile.TryReadText(_root.File(pid, "stat"), out _) ?? "";
         string status = ProcFile.TryReadText(_root.File(pid, "status"), out _) ?? "";
         string[] f = StatFields(stat);
-        uint gid = 0;
-        foreach (string line in status.Split('\n'))
-        {
-            if (line.StartsWith("Gid:", StringComparison.Ordinal))
-                uint.TryParse(line[4..].Trim().Split('\t', ' ')[0], out gid);
-        }
+        uint gid = ProcFields.StatusFirst(status, "Gid");
         return new ProcessInfo
         {
             Pid = pid,
@@ -344,15 +327,6 @@ public sealed unsafe class CoreSnapshotter
     }
 
     private static int Field(string[] f, int i) => i < f.Length && long.TryParse(f[i], out long v) ? (int)v : 0;
-
-    private static ulong HexStatus(string status, string key)
-    {
-        int at = status.IndexOf(key + ":", StringComparison.Ordinal);
-        if (at < 0) return 0;
-        int end = status.IndexOf('\n', at);
-        string v = status[(at + key.Length + 1)..(end < 0 ? status.Length : end)].Trim();
-        return ulong.TryParse(v, NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong x) ? x : 0;
-    }
 
     private List<Segment> Plan(PtraceSession session, List<SmapsMapping> maps, List<SmapsMapping> before, uint filter, int pid,
         ProcessIdentity identity, out List<(ulong, ulong, ulong, string)> files)

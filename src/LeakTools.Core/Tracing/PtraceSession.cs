@@ -253,28 +253,14 @@ public sealed unsafe class PtraceSession : IDisposable
         }
     }
 
-    private string ThreadState(int tid)
-    {
-        string? stat = ProcFile.TryReadText(_root.File(ProcessId, $"task/{tid}/stat"), out _);
-        if (stat is null) return "gone";
-        int close = stat.LastIndexOf(')');
-        return close > 0 && close + 2 < stat.Length ? stat[close + 2].ToString() : "?";
-    }
+    private string ThreadState(int tid) => ProcFields.State(_root, ProcessId, tid)?.ToString() ?? "gone";
 
     private LeakToolsException SystemError(string what, int tid)
     {
         int errno = Marshal.GetLastPInvokeError();
-        if (errno == Errno.ESRCH && !Alive()) return new ProcessExitedException(ProcessId);
+        if (errno == Errno.ESRCH && !ProcFields.IsAlive(_root, ProcessId)) return new ProcessExitedException(ProcessId);
         return new LeakToolsException(FailureKind.SystemError, "PtraceFailed",
             $"{what} on thread {tid} of process {ProcessId} failed: {Errno.Describe(errno)} (errno {errno}).", ProcessId);
-    }
-
-    /// <summary>The process exists and is not a zombie.</summary>
-    private bool Alive()
-    {
-        string? stat = ProcFile.TryReadText(_root.File(ProcessId, "stat"), out _);
-        int close = stat?.LastIndexOf(')') ?? -1;
-        return stat is not null && close > 0 && close + 2 < stat.Length && stat[close + 2] is not ('Z' or 'X');
     }
 
     private TracedThread RequireStopped(int tid)

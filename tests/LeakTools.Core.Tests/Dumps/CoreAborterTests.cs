@@ -23,8 +23,7 @@ public sealed class CoreAborterTests : IDisposable
     {
         for (int i = 0; i < 500; i++)
         {
-            string? stat = ProcFile.TryReadText($"/proc/{pid}/stat", out _);
-            if (stat is null || stat[(stat.LastIndexOf(')') + 2)] == 'Z') break;
+            if (!ProcFields.IsAlive(ProcRoot.Default, pid)) break;
             Thread.Sleep(10);
         }
         lay();
