@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using LeakTools.Core.Dumps;
 using LeakTools.Core.Hosting;
+using LeakTools.Core.ProcFs;
 using LeakTools.Tests.Shared;
 using Xunit;
 
@@ -133,6 +134,32 @@ public sealed class SnapshotLiveTests : IDisposable
         Assert.Equal("DestinationNotWritable", Snapshot(new SnapshotRequest { Pid = f.Pid, Destination = "/proc/self" }).Failure!.ErrorId);
         Assert.Empty(Directory.GetFileSystemEntries(_dir));
         Assert.Matches(@"TracerPid:\s+0\n", File.ReadAllText($"/proc/{f.Pid}/status"));
+    }
+
+    [LinuxFact("sh", "sleep")]
+    public void A_zombie_is_reported_as_such()
+    {
+        // sh forks "sleep 0" and becomes "sleep 30", which never reaps it: a zombie child.
+        using var parent = Process.Start(new ProcessStartInfo("sh", new[] { "-c", "sleep 0 & exec sleep 30" }) { RedirectStandardInput = true })!;
+        try
+        {
+            int zombie = 0;
+            for (int i = 0; i < 200 && zombie == 0; i++)
+            {
+                string children = File.ReadAllText($"/proc/{parent.Id}/task/{parent.Id}/children").Trim();
+                if (children.Length > 0 && int.TryParse(children.Split(' ')[0], out int child) && ProcFields.State(ProcRoot.Default, child) == 'Z') zombie = child;
+                else Thread.Sleep(20);
+            }
+            Assert.NotEqual(0, zombie);
+            HelperFailure failure = Snapshot(new SnapshotRequest { Pid = zombie, Destination = _dir }).Failure!;
+            Assert.Equal("ProcessIsZombie", failure.ErrorId);
+            Assert.Equal(FailureKind.ProcessExited, failure.Kind);
+        }
+        finally
+        {
+            parent.Kill();
+            parent.WaitForExit();
+        }
     }
 
     [LinuxFact("gcc", "gdb")]
