@@ -309,7 +309,7 @@ public sealed unsafe class CoreSnapshotter
             ParentId = Field(f, 1),
             ProcessGroup = Field(f, 2),
             Session = Field(f, 3),
-            State = f.Length > 0 && f[0].Length > 0 ? f[0][0] : 'R',
+            State = identity.Status.State == '?' ? 'R' : identity.Status.State, // as it was before we stopped it, not 't'
             Nice = Field(f, 16),
             Flags = (ulong)Field(f, 6),
             Uid = identity.Status.RealUid,
