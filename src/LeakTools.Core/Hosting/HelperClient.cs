@@ -84,7 +84,8 @@ public sealed unsafe class HelperClient : IDisposable
         int pid;
         try
         {
-            pid = Spawn.Start(argv, new Dictionary<int, int> { [1] = diagWrite, [2] = diagWrite, [3] = reqRead, [4] = repWrite });
+            // Its own process group: a Ctrl+C reaches pwsh, which cancels the command through the pipe.
+            pid = Spawn.Start(argv, new Dictionary<int, int> { [1] = diagWrite, [2] = diagWrite, [3] = reqRead, [4] = repWrite }, ownProcessGroup: true);
         }
         catch
         {

@@ -27,6 +27,20 @@ internal static unsafe partial class Spawn
     [LibraryImport(Lib, EntryPoint = "pipe2", SetLastError = true)]
     public static partial int Pipe2(int* fds, int flags);
 
+    [LibraryImport(Lib, EntryPoint = "posix_spawnattr_init")]
+    private static partial int AttrInit(void* attr);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawnattr_destroy")]
+    private static partial int AttrDestroy(void* attr);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawnattr_setflags")]
+    private static partial int AttrSetFlags(void* attr, short flags);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawnattr_setpgroup")]
+    private static partial int AttrSetPgroup(void* attr, int pgroup);
+
+    private const short POSIX_SPAWN_SETPGROUP = 2;
+
     [LibraryImport(Lib, EntryPoint = "fcntl", SetLastError = true)]
     private static partial int Fcntl(int fd, int cmd, int arg);
 
@@ -46,8 +60,10 @@ internal static unsafe partial class Spawn
     }
 
     /// <summary>Starts <paramref name="argv"/>[0] with the given descriptors dup'ed onto the
-    /// child's fds (child fd -> our fd); fd 0 reads /dev/null unless mapped. Returns the pid.</summary>
-    public static int Start(IReadOnlyList<string> argv, IReadOnlyDictionary<int, int> fds, IEnumerable<string>? environment = null)
+    /// child's fds (child fd -> our fd); fd 0 reads /dev/null unless mapped. With
+    /// <paramref name="ownProcessGroup"/> the child leads a new process group, so a Ctrl+C at the
+    /// terminal (SIGINT to the foreground group) does not reach it. Returns the pid.</summary>
+    public static int Start(IReadOnlyList<string> argv, IReadOnlyDictionary<int, int> fds, IEnumerable<string>? environment = null, bool ownProcessGroup = false)
     {
         var allocations = new List<nint>();
         byte* Str(string s)
@@ -71,12 +87,20 @@ internal static unsafe partial class Spawn
         void* fa = (void*)Marshal.AllocHGlobal(256); // posix_spawn_file_actions_t is 80 bytes in glibc
         allocations.Add((nint)fa);
         FileActionsInit(fa);
+        void* attr = (void*)Marshal.AllocHGlobal(1024); // posix_spawnattr_t is 336 bytes in glibc
+        allocations.Add((nint)attr);
+        AttrInit(attr);
+        if (ownProcessGroup)
+        {
+            AttrSetFlags(attr, POSIX_SPAWN_SETPGROUP);
+            AttrSetPgroup(attr, 0);
+        }
         try
         {
             if (!fds.ContainsKey(0)) FileActionsAddOpen(fa, 0, Str("/dev/null"), Libc.O_RDONLY, 0);
             foreach (var (childFd, ourFd) in fds) FileActionsAddDup2(fa, ourFd, childFd);
             int pid;
-            int rc = PosixSpawn(&pid, argvp[0], fa, null, argvp, envp);
+            int rc = PosixSpawn(&pid, argvp[0], fa, attr, argvp, envp);
             if (rc != 0)
                 throw new LeakToolsException(FailureKind.SystemError, "SpawnFailed", $"Cannot start {argv[0]}: {Errno.Describe(rc)}.", argv[0]);
             return pid;
@@ -84,6 +108,7 @@ internal static unsafe partial class Spawn
         finally
         {
             FileActionsDestroy(fa);
+            AttrDestroy(attr);
             foreach (nint p in allocations) Marshal.FreeHGlobal(p);
         }
     }

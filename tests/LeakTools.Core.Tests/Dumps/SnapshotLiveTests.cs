@@ -188,6 +188,10 @@ public sealed class SnapshotLiveTests : IDisposable
         int pid = item.Data!.Value.GetProperty("pid").GetInt32();
         Assert.NotEqual(Environment.ProcessId, pid);
         Assert.Equal(_helper.ProcessId, pid);
+        string stat = File.ReadAllText($"/proc/{pid}/stat");
+        string[] f = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        Assert.Equal(Environment.ProcessId.ToString(), f[1]);   // our child, started without Process
+        Assert.Equal(pid.ToString(), f[2]);                      // leads its own process group: no terminal SIGINT
         Assert.Equal("world", item.Data.Value.GetProperty("args").GetProperty("hello").GetString());
         Assert.Null(replies.Last().Failure);
 
