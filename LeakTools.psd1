@@ -13,6 +13,7 @@
         'LeakTools.StackFrame.Format.ps1xml'
         'LeakTools.Symbols.Format.ps1xml'
         'LeakTools.Reports.Format.ps1xml'
+        'LeakTools.Dumps.Format.ps1xml'
     )
     TypesToProcess       = @(
         'LeakTools.Types.ps1xml'
@@ -25,6 +26,8 @@
         'Get-ElfSymbol'
         'Invoke-Valgrind'
         'Import-ValgrindLog'
+        'Invoke-CoreCapture'
+        'Get-CoreDump'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -59,6 +59,18 @@ try {
     Resolve-Address -Id $daemon.Id $runtime | Format-Table | Out-Wide
     Write-Host ('One runtime address, three frames: session_open was inlined into handle_request, itself inlined into main; line {0} is the buffer that leaks.' -f $leakLine)
 
+    Show 'Hand it to the developers: a live core, without killing the daemon (gcore without gdb)'
+    Write-Host '> Get-ProcessPss leaky-daemon | Invoke-CoreCapture -Destination $work -Compress'
+    $core = Get-ProcessPss leaky-daemon | Invoke-CoreCapture -Destination $work -Compress
+    $core | Format-Table | Out-Wide
+    Write-Host ('The daemon was stopped for {0:N1} ms and is still running: {1}.' -f $core.FreezeTime.TotalMilliseconds, (-not $daemon.HasExited))
+
+    Show 'Cores on this machine: abrt, systemd-coredump, core_pattern''s folder, and -Path folders'
+    Write-Host '> Get-CoreDump -Path $work | Where-Object Name -eq leaky-daemon | Sort-Object Time'
+    Get-CoreDump -Path $work | Where-Object Name -eq leaky-daemon | Sort-Object Time | Format-Table | Out-Wide
+    Write-Host '> Get-CoreDump -Path $work | Select-Object -First 1 | Format-List Name, Id, CommandLine, Executable, Threads, Compression, Size'
+    Get-CoreDump -Path $work | Select-Object -First 1 | Format-List Name, Id, CommandLine, Executable, Threads, Compression, Size | Out-Wide
+
     Show 'And the machine as a whole'
     Write-Host '> Get-SystemMemory'
     Get-SystemMemory | Format-List | Out-Wide
