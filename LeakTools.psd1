@@ -14,6 +14,7 @@
         'LeakTools.Symbols.Format.ps1xml'
         'LeakTools.Reports.Format.ps1xml'
         'LeakTools.Dumps.Format.ps1xml'
+        'LeakTools.Tracing.Format.ps1xml'
     )
     TypesToProcess       = @(
         'LeakTools.Types.ps1xml'
@@ -28,6 +29,7 @@
         'Import-ValgrindLog'
         'Invoke-CoreCapture'
         'Get-CoreDump'
+        'Watch-Allocation'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

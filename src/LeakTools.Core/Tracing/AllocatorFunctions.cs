@@ -1,0 +1,148 @@
+using LeakTools.Core.ProcFs;
+using LeakTools.Core.Symbols;
+
+namespace LeakTools.Core.Tracing;
+
+/// <summary>What an allocator entry point does, for the tracer's bookkeeping.</summary>
+public enum AllocatorKind
+{
+    /// <summary>malloc(size), valloc(size), pvalloc(size): the result is a block of arg0 bytes.</summary>
+    Malloc,
+    /// <summary>calloc(nmemb, size).</summary>
+    Calloc,
+    /// <summary>memalign(align, size), aligned_alloc(align, size).</summary>
+    Memalign,
+    /// <summary>posix_memalign(&amp;ptr, align, size): 0 and *ptr on success.</summary>
+    PosixMemalign,
+    /// <summary>realloc(ptr, size).</summary>
+    Realloc,
+    /// <summary>reallocarray(ptr, nmemb, size).</summary>
+    ReallocArray,
+    /// <summary>free(ptr).</summary>
+    Free,
+}
+
+/// <summary>One allocator entry point found in the target: its runtime address (load bias
+/// applied from the ELF program headers, not assumed from file offset 0) and size.</summary>
+public sealed record AllocatorFunction(string Name, AllocatorKind Kind, ulong Address, long Size, string Module);
+
+/// <summary>Finds the allocator a process really uses and its entry points: -Module names win;
+/// otherwise the main executable or a preloaded/linked library that defines malloc itself
+/// (jemalloc, tcmalloc, mimalloc, a static binary), else the C library.</summary>
+public static class AllocatorFunctions
+{
+    public static readonly (string Name, AllocatorKind Kind)[] Names =
+    {
+        ("malloc", AllocatorKind.Malloc), ("calloc", AllocatorKind.Calloc), ("realloc", AllocatorKind.Realloc),
+        ("reallocarray", AllocatorKind.ReallocArray), ("free", AllocatorKind.Free), ("posix_memalign", AllocatorKind.PosixMemalign),
+        ("aligned_alloc", AllocatorKind.Memalign), ("memalign", AllocatorKind.Memalign), ("valloc", AllocatorKind.Malloc),
+        ("pvalloc", AllocatorKind.Malloc),
+    };
+
+    /// <summary>The allocator entry points of process <paramref name="pid"/>, one per distinct
+    /// address (aliases such as aligned_alloc/memalign share one). Throws NoAllocatorSymbols,
+    /// naming the modules searched, when none is found.</summary>
+    public static List<AllocatorFunction> Find(int pid, IReadOnlyList<string>? modules, ProcRoot? root = null)
+    {
+        root ??= ProcRoot.Default;
+        string mapsPath = root.File(pid, "maps");
+        int errno = ProcFile.TryRead(mapsPath, out ReadOnlySpan<byte> text);
+        if (errno != 0) throw ProcErrors.FromErrno(errno, pid, mapsPath);
+        List<ModuleMapping> maps = ProcessSymbolizer.ParseMaps(System.Text.Encoding.UTF8.GetString(text), root, pid);
+        string? exe = ProcFields.Link(root.File(pid, "exe"));
+        if (exe is not null && exe.EndsWith(" (deleted)", StringComparison.Ordinal)) exe = exe[..^10];
+
+        // Module paths in the order the dynamic linker searches: the executable, then the rest as mapped.
+        var paths = maps.Where(m => m.Path.StartsWith('/')).Select(m => m.Path).Distinct().ToList();
+        if (exe is not null && paths.Remove(exe)) paths.Insert(0, exe);
+
+        List<string> candidates;
+        bool explicitModules = modules is { Count: > 0 };
+        if (explicitModules)
+        {
+            candidates = new List<string>();
+            foreach (string wanted in modules!)
+            {
+                var match = paths.Where(p => p == wanted || Path.GetFileName(p) == wanted || Path.GetFileName(p).StartsWith(wanted + ".so", StringComparison.Ordinal)
+                                             || Path.GetFileName(p).StartsWith(wanted, StringComparison.Ordinal)).ToList();
+                if (match.Count == 0)
+                {
+                    throw new LeakToolsException(FailureKind.NotFound, "AllocatorModuleNotFound",
+                        $"Process {pid} has no module matching '{wanted}' mapped. Its modules: {string.Join(", ", paths.Select(Path.GetFileName))}.", pid);
+                }
+                candidates.AddRange(match);
+            }
+        }
+        else
+        {
+            candidates = paths.Where(p => !IsDynamicLoader(p)).ToList();
+        }
+
+        var searched = new List<string>();
+        foreach (string path in candidates)
+        {
+            searched.Add(path);
+            List<AllocatorFunction> found = FromModule(pid, path, maps, root);
+            bool definesMalloc = found.Any(f => f.Kind == AllocatorKind.Malloc && f.Name == "malloc");
+            if (explicitModules && found.Count > 0) return found;
+            if (definesMalloc) return found;
+        }
+        throw new LeakToolsException(FailureKind.NotFound, "NoAllocatorSymbols",
+            $"No allocator entry points (malloc, free, ...) were found in process {pid}. Modules searched: " +
+            $"{(searched.Count == 0 ? "none" : string.Join(", ", searched))}. A stripped static binary has no symbols to find; " +
+            "name the module that holds the allocator with -Module.", pid);
+    }
+
+    public static bool IsDynamicLoader(string path) => Path.GetFileName(path).StartsWith("ld-linux", StringComparison.Ordinal) || Path.GetFileName(path).StartsWith("ld.so", StringComparison.Ordinal);
+
+    /// <summary>The allocator functions a module defines, at their runtime addresses.</summary>
+    public static List<AllocatorFunction> FromModule(int pid, string path, List<ModuleMapping> maps, ProcRoot root)
+    {
+        var result = new List<AllocatorFunction>();
+        ModuleMapping[] mine = maps.Where(m => m.Path == path).ToArray();
+        if (mine.Length == 0) return result;
+        ElfFile elf;
+        try { elf = ElfFile.Open(mine[0].OpenPath ?? path, path); }
+        catch (LeakToolsException) { return result; }
+        using (elf)
+        {
+            List<ElfSymbol> symbols;
+            try { symbols = ElfSymbolReader.Read(elf, plt: false); }
+            catch (LeakToolsException) { return result; }
+            var byName = new Dictionary<string, ElfSymbol>(StringComparer.Ordinal);
+            foreach (ElfSymbol s in symbols)
+            {
+                if (!s.IsDefined || s.Type is not ("FUNC" or "IFUNC") || s.Address == 0) continue;
+                string name = s.Name;
+                int at = name.IndexOf('@');
+                if (at > 0) name = name[..at];
+                if (!byName.TryGetValue(name, out ElfSymbol? known) || (known.Binding == "LOCAL" && s.Binding != "LOCAL")) byName[name] = s;
+            }
+            var seen = new HashSet<ulong>();
+            foreach (var (name, kind) in Names)
+            {
+                if (!byName.TryGetValue(name, out ElfSymbol? sym) || sym.Type == "IFUNC") continue;
+                ulong? runtime = RuntimeAddress(elf, sym.Address, mine);
+                if (runtime is not ulong address || !seen.Add(address)) continue;
+                result.Add(new AllocatorFunction(name, kind, address, sym.Size, path));
+            }
+        }
+        return result;
+    }
+
+    /// <summary>File virtual address -> runtime address, through the PT_LOAD segment holding it
+    /// and the mapping of that file offset.</summary>
+    public static ulong? RuntimeAddress(ElfFile elf, ulong virtualAddress, IEnumerable<ModuleMapping> mappings)
+    {
+        foreach (ElfSegment seg in elf.Segments)
+        {
+            if (seg.Type != ElfSegment.PT_LOAD || virtualAddress < seg.VirtualAddress || virtualAddress - seg.VirtualAddress >= seg.FileSize) continue;
+            ulong fileOffset = seg.Offset + (virtualAddress - seg.VirtualAddress);
+            foreach (ModuleMapping m in mappings)
+            {
+                if (fileOffset >= m.FileOffset && fileOffset - m.FileOffset < m.End - m.Start) return m.Start + (fileOffset - m.FileOffset);
+            }
+        }
+        return null;
+    }
+}
