@@ -137,7 +137,7 @@ public sealed unsafe class PtraceSession : IDisposable
             if (status is { TracerPid: > 0 })
             {
                 return new LeakToolsException(FailureKind.ResourceBusy, "AlreadyTraced",
-                    $"Process {ProcessId} ({status.Comm}) is already traced by process {status.TracerPid} ({TracerName(status.TracerPid)}); " +
+                    $"Process {ProcessId} ({status.Comm}) is already traced by process {TracerDescription(status.TracerPid)}; " +
                     "a process can have one tracer only. Detach the debugger (gdb, strace, another LeakTools session) and try again.", ProcessId);
             }
             if (status is { IsZombie: true }) return new ProcessExitedException(ProcessId);
@@ -147,6 +147,21 @@ public sealed unsafe class PtraceSession : IDisposable
         }
         return new LeakToolsException(FailureKind.SystemError, "PtraceFailed",
             $"PTRACE_SEIZE of process {ProcessId} failed: {Errno.Describe(errno)} (errno {errno}).", ProcessId);
+    }
+
+    /// <summary>TracerPid names the tracing *thread*: "1234 (gdb)", or "1234 (dotnet, thread 1240)".</summary>
+    private string TracerDescription(int tid)
+    {
+        string? status = ProcFile.TryReadText(_root.File(tid, "status"), out _);
+        int tgid = tid;
+        if (status is not null)
+        {
+            foreach (string line in status.Split('\n'))
+            {
+                if (line.StartsWith("Tgid:", StringComparison.Ordinal) && int.TryParse(line.AsSpan(5).Trim(), out int t)) tgid = t;
+            }
+        }
+        return tgid == tid ? $"{tid} ({TracerName(tid)})" : $"{tgid} ({TracerName(tgid)}, thread {tid})";
     }
 
     private string TracerName(int pid)

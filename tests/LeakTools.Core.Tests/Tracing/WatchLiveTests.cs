@@ -53,25 +53,121 @@ public sealed class WatchLiveTests : IDisposable
         return new Result(stacks, problems, output, messages, failure);
     }
 
+    private static string Status(int pid) => File.ReadAllText($"/proc/{pid}/status");
+
+    private static string Ask(FixtureProcess f, string command)
+    {
+        f.Send(command);
+        return f.ReadLine(TimeSpan.FromSeconds(60)) ?? "no answer";
+    }
+
     [LinuxFact("gcc")]
     public void Threads_started_after_attach_are_traced_and_stacks_name_the_call_sites()
     {
         using FixtureProcess f = FixtureProcess.Start(Server());
-        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 0.3, DurationSeconds = 2.5 }, () =>
-        {
-            f.Send("start 3");
-        });
+        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 0.3, DurationSeconds = 3 }, () => f.Send("start 3"));
         Assert.Null(result.Failure);
-        foreach (var s in result.Stacks.Where(s => s.Final)) _log.WriteLine($"{s.StackId} {s.Function} {s.Location} expired {s.ExpiredCount} live {s.LiveCount} alloc {s.AllocationCount}");
         var final = result.Stacks.Where(s => s.Final).ToList();
-        Assert.Contains(final, s => s.Function == "leak_malloc" && s.Location == $"alloc-server.c:{SiteLine("malloc")}");
+        foreach (var s in final) _log.WriteLine($"{s.StackId} {s.Function} {s.Location} expired {s.ExpiredCount} live {s.LiveCount} alloc {s.AllocationCount}");
+
+        // Each leaking site, by function and line, with the counts the workers leak (3 threads x 200 rounds).
+        var expected = new (string Function, string Site, long Count, long Size)[]
+        {
+            ("leak_malloc", "malloc", 60, 1000), ("leak_calloc", "calloc", 30, 200),
+            ("leak_realloc", "realloc", 24, 3000), ("leak_memalign", "posix_memalign", 15, 700),
+        };
+        foreach (var (function, site, count, size) in expected)
+        {
+            AllocationStack s = Assert.Single(final, s => s.Function == function);
+            Assert.Equal($"alloc-server.c:{SiteLine(site)}", s.Location);
+            Assert.Equal(count, s.ExpiredCount);
+            Assert.Equal(count * size, s.ExpiredBytes);
+            Assert.Equal(count, s.LiveCount);
+            Assert.Equal(0, s.FreedAfterExpiryCount);
+            // Unwound with CFI through -O2 code without frame pointers, up to the thread's start.
+            Assert.Contains(s.Frames, x => x.Function == "worker");
+            Assert.Contains(s.Frames, x => x.Function is "start_thread" or "clone3" or "__clone3");
+        }
+        // churn's blocks (malloc, realloc moving and in place, realloc(NULL, n), realloc(p, 0)) are
+        // all freed in time: a wrong realloc rule would leave some live long enough to expire.
+        Assert.DoesNotContain(final, s => s.Function == "churn");
+        Assert.Contains(result.Stacks, s => !s.Final && s.Function == "leak_malloc"); // reported when it first expired
+        Assert.Contains(result.Messages, m => m.Contains("nested calls skipped"));
+        Assert.Matches(@"TracerPid:\s+0\n", Status(f.Pid));
     }
 
     [LinuxFact("gcc")]
-    public void Scratch_bench()
+    public void Checksum_and_fork_children_are_the_same_traced_and_the_target_runs_on_untraced()
     {
-        var result = Watch(new WatchRequest { Program = "/tmp/pt/loop", Arguments = new[] { "200000" }, WorkingDirectory = "/tmp", ExpireSeconds = 5 });
+        using FixtureProcess f = FixtureProcess.Start(Server());
+        string sum = Ask(f, "sum");
+        string fork = Ask(f, "fork");
+        string tracedSum = "", tracedFork = "";
+        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 30, DurationSeconds = 3 }, () =>
+        {
+            tracedSum = Ask(f, "sum");
+            tracedFork = Ask(f, "fork");
+        });
         Assert.Null(result.Failure);
-        foreach (string o in result.Output) _log.WriteLine(o);
+        Assert.StartsWith("sum ", sum);
+        Assert.Equal(sum, tracedSum);
+        // The fork child ran with its copy of the hooks removed: same exit code as untraced.
+        Assert.Equal(fork.Split(' ').Skip(2), tracedFork.Split(' ').Skip(2));
+        Assert.Contains(result.Messages, m => m.Contains("forked child"));
+        Assert.Matches(@"TracerPid:\s+0\n", Status(f.Pid));
+        Assert.Equal(sum, Ask(f, "sum"));
+        // The trampoline page is unmapped again.
+        string scratch = System.Text.RegularExpressions.Regex.Match(string.Join("\n", result.Messages), "trampolines at 0x([0-9a-f]+)").Groups[1].Value;
+        Assert.NotEmpty(scratch);
+        Assert.DoesNotContain(File.ReadAllText($"/proc/{f.Pid}/maps").Split('\n'), l => l.StartsWith(scratch + "-"));
+    }
+
+    [LinuxFact("gcc")]
+    public void Launch_mode_reports_the_memwatch_example_double_free_and_the_block_never_freed()
+    {
+        string exe = FixtureBuilder.Build("memwatch-memory.c", "-O0 -g", "lt-memwatch");
+        string dir = Directory.CreateTempSubdirectory("leaktools-watch-").FullName;
+        try
+        {
+            var result = Watch(new WatchRequest { Program = exe, WorkingDirectory = dir, ExpireSeconds = 10 });
+            Assert.Null(result.Failure);
+            AllocationProblem p = Assert.Single(result.Problems);
+            Assert.Equal(AllocationProblemKind.DoubleFree, p.Kind);
+            Assert.Equal(512, p.Size);
+            Assert.Equal(("main", "memwatch-memory.c:15"), (p.Function, p.Location));
+            Assert.Contains(p.FirstFreeFrames!, x => x.Function == "main" && x.Line == 14);
+            Assert.Contains(p.AllocationFrames!, x => x.Function == "main" && x.Line == 10);
+            AllocationStack leak = Assert.Single(result.Stacks, s => s.Final && s.UnfreedAtExitCount > 0 && s.Location == "memwatch-memory.c:11");
+            Assert.Equal((1L, 512L), (leak.UnfreedAtExitCount!.Value, leak.UnfreedAtExitBytes!.Value));
+            Assert.Contains(result.Messages, m => m.Contains("killed by signal 6") || m.Contains("exited with status"));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [LinuxFact("gcc")]
+    public void A_second_tracer_is_refused_naming_the_first()
+    {
+        using FixtureProcess f = FixtureProcess.Start(Server());
+        using var cancel = new CancellationTokenSource();
+        var first = Task.Run(() => Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 10, DurationSeconds = 60 }, cancel: cancel.Token));
+        try
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (!System.Text.RegularExpressions.Regex.IsMatch(Status(f.Pid), @"TracerPid:\s+[1-9]") && DateTime.UtcNow < deadline) Thread.Sleep(50);
+            using HelperClient second = HelperClient.Start();
+            HelperFailure? failure = second.Run("alloc.watch", new WatchRequest { Pid = f.Pid, DurationSeconds = 1 }).Last().Failure;
+            Assert.NotNull(failure);
+            Assert.Equal(("AlreadyTraced", FailureKind.ResourceBusy), (failure!.ErrorId, failure.Kind));
+            Assert.Contains($"traced by process {_helper.ProcessId}", failure.Message); // the helper, not its tracer thread
+        }
+        finally
+        {
+            cancel.Cancel();
+            first.Wait(TimeSpan.FromSeconds(60));
+        }
+        Assert.Matches(@"TracerPid:\s+0\n", Status(f.Pid));
     }
 }
