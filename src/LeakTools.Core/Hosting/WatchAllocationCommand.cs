@@ -123,7 +123,11 @@ internal sealed class WatchAllocationCommand : IHelperCommand
                 bool durationDone = false;
                 while (!ticking.Token.WaitHandle.WaitOne(100))
                 {
-                    try { pipeline.Tick(); }
+                    try
+                    {
+                        engine.DrainFrees(); // frees logged by the target count before expiry is judged
+                        pipeline.Tick();
+                    }
                     catch (Exception ex) when (ex is LeakToolsException or IOException) { output.Warning(ex.Message); }
                     long now = MonotonicClock.Now;
                     if (now >= nextProgress)

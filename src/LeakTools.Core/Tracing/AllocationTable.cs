@@ -75,6 +75,8 @@ public sealed class AllocationTable : IAllocationEventSink
         Statistics.Allocated(stackId, size);
     }
 
+    /// <summary>A free; <paramref name="stackId"/> 0 when the engine logged it without a stack
+    /// (then it cannot take part in bad-free reports).</summary>
     public void OnFree(ulong address, int stackId, int threadId, long timestamp)
     {
         if (address == 0) return; // free(NULL) is a no-op
@@ -83,9 +85,10 @@ public sealed class AllocationTable : IAllocationEventSink
         {
             LiveBytes -= b.Size;
             Statistics.Freed(b.StackId, b.Size, b.Expired);
-            if (_freed.Count < FreedMemory) _freed[address] = new Freed(stackId, b.StackId, b.Size);
+            if (stackId != 0 && _freed.Count < FreedMemory) _freed[address] = new Freed(stackId, b.StackId, b.Size);
             return;
         }
+        if (stackId == 0) return; // a free recorded without its stack (an engine's free log): nothing to report
         if (_freed.Remove(address, out Freed first))
         {
             Problems.Add(new FreeProblem(AllocationProblemKind.DoubleFree, address, stackId, threadId, timestamp, first.Size, first.AllocationStackId, first.FreeStackId));

@@ -84,7 +84,14 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
     private readonly StackRegistry _stacks = new();
     private StackUnwinder? _unwinder;
     private IAllocationEventSink? _sink;
-    private ulong _scratch, _scratchSize, _syscall;
+    private ulong _scratch, _scratchSize, _codeSize, _syscall;
+    private FreeLog? _freeLog;
+    private ulong _freeRead, _freePublished;
+    private readonly HashSet<ulong> _skippedPositions = new();
+    private readonly HashSet<ulong> _takenAhead = new();
+    private readonly object _drainLock = new();
+    private const int PrefetchSlots = 32;
+    private readonly byte[] _logBuffer = new byte[64 + PrefetchSlots * FreeLog.SlotSize];
     private ulong _dlBreak;
     private byte _dlBreakOriginal;
     private volatile bool _stopRequested;
@@ -124,6 +131,11 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
 
     /// <summary>Traps handled and time the target spent stopped in them (for -Verbose).</summary>
     public long TrapCount { get; private set; }
+    /// <summary>Frees taken from the free log, and frees that found it full and stopped.</summary>
+    public long LoggedFrees { get; private set; }
+    public long SlowFrees { get; private set; }
+    /// <summary>Time the tracer spent handling stops (the part of each stop that is ours, not the kernel's).</summary>
+    public long HandlingNanoseconds { get; private set; }
     public long NestedCount { get; private set; }
 
     /// <summary>Seizes every thread of <paramref name="pid"/> and hooks its allocator. Throws
@@ -244,20 +256,28 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
                 $"None of the allocator functions of {AllocatorModule} in process {_pid} can be hooked.", _pid);
         }
         _syscall = FindSyscallInstruction();
-        _scratchSize = (ulong)((planned.Count * TrampolineBuilder.MaxCodePerHook + 4095) & ~4095);
+        _codeSize = (ulong)((planned.Count * TrampolineBuilder.MaxCodePerHook + 4095) & ~4095);
+        // Attach mode logs frees without stopping (launch mode wants every free's stack, for bad frees).
+        bool logFrees = !_launched && planned.Any(p => p.Hook.Kind == AllocatorKind.Free);
+        _scratchSize = _codeSize + (logFrees ? (ulong)((FreeLog.Size + 4095) & ~4095) : 0);
         _scratch = MapScratch(planned.Select(p => p.Hook.Site).ToList(), _scratchSize);
+        if (logFrees) _freeLog = new FreeLog(_scratch + _codeSize);
 
         ulong at = _scratch;
-        var image = new byte[_scratchSize];
+        var image = new byte[_codeSize];
         foreach (var (hook, code) in planned)
         {
-            TrampolineBuilder.Layout(hook, at, code);
+            TrampolineBuilder.Layout(hook, at, code, hook.Kind == AllocatorKind.Free ? _freeLog : null);
             if (hook.End - hook.Entry > TrampolineBuilder.MaxCodePerHook)
                 throw new LeakToolsException(FailureKind.SystemError, "TrampolineTooLarge", $"The trampoline of {hook.Function.Name} is too large.", _pid);
             hook.Code.CopyTo(image, (int)(at - _scratch));
             at = (hook.End + 15) & ~15UL;
         }
         Session.WriteMemory(_scratch, image);
+        const long PROT_READ = 1, PROT_EXEC = 4;
+        long? protect = Session.InjectSyscall(PickInjectionThread(), _syscall, 10 /* mprotect */, _scratch, _codeSize, PROT_READ | PROT_EXEC);
+        if (protect != 0)
+            throw new LeakToolsException(FailureKind.SystemError, "ScratchProtectFailed", $"mprotect of the trampolines in process {_pid} failed ({protect}).", _pid);
 
         // Threads stopped inside the bytes a detour replaces continue in the relocated copy.
         foreach (TracedThread t in Session.Threads.Values.Where(t => t.Stopped).ToList())
@@ -278,10 +298,11 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
             _hooks.Add(hook);
             if (hook.EntryTrap != 0) _traps[hook.EntryTrap] = (hook, TrapKind.Entry);
             if (hook.ReturnTrap != 0) _traps[hook.ReturnTrap] = (hook, TrapKind.Return);
+            if (hook.SlowTrap != 0) _traps[hook.SlowTrap] = (hook, TrapKind.Entry);
             if (!hook.Detour) _traps[hook.Site] = (hook, TrapKind.Site);
         }
         _unwinder = new StackUnwinder(_pid, new RemoteModules(_pid));
-        _options.Verbose?.Invoke($"Hooked {string.Join(", ", _hooks.Select(h => h.Function.Name + (h.Detour ? "" : " (int3)")))} in {AllocatorModule}; trampolines at 0x{_scratch:x}.");
+        _options.Verbose?.Invoke($"Hooked {string.Join(", ", _hooks.Select(h => h.Function.Name + (h.Detour ? "" : " (int3)")))} in {AllocatorModule}; trampolines at 0x{_scratch:x}{(_freeLog is null ? "" : ", frees logged without stopping")}.");
         HooksInstalled?.Invoke();
     }
 
@@ -353,8 +374,8 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
         int tid = PickInjectionThread();
         foreach (ulong want in candidates.OrderBy(c => Math.Min(Distance(c, lo), Distance(c, hi))).Take(8))
         {
-            const long PROT_READ = 1, PROT_EXEC = 4, MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20, MAP_FIXED_NOREPLACE = 0x100000;
-            long? r = Session.InjectSyscall(tid, _syscall, 9 /* mmap */, want, size, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, ulong.MaxValue, 0);
+            const long PROT_READ = 1, PROT_WRITE = 2, MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20, MAP_FIXED_NOREPLACE = 0x100000;
+            long? r = Session.InjectSyscall(tid, _syscall, 9 /* mmap */, want, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, ulong.MaxValue, 0);
             if (r is null) throw new ProcessExitedException(_pid);
             if (r < 0 && r > -4096) continue;
             ulong got = (ulong)r.Value;
@@ -455,6 +476,7 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
             _lastEvent = MonotonicClock.Now;
             if (ev.Value.Pid == _doorbell) continue;
             Handle(ev.Value.Pid, ev.Value.Status);
+            HandlingNanoseconds += MonotonicClock.Now - _lastEvent;
         }
     }
 
@@ -591,7 +613,25 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
         StackUnwinder unwinder = _unwinder!;
         long now = MonotonicClock.Now;
         ulong rsp = regs.Rsp;
-        unwinder.Load(rsp);
+        if (_freeLog is FreeLog log)
+        {
+            // One process_vm_readv for the stack and the free log. Frees logged before this stop
+            // happened before it: account them first (a malloc may be returning one of those blocks).
+            ulong from;
+            lock (_drainLock) from = _freeRead;
+            int run = (int)Math.Min((ulong)PrefetchSlots, FreeLog.Capacity - (from & (FreeLog.Capacity - 1)));
+            bool got = unwinder.Load(rsp, _logBuffer, log.IndexAddress, 16, log.SlotAddress(from), 64, run * FreeLog.SlotSize);
+            DrainFrees(got ? _logBuffer : null, publish: false, prefetchedFrom: from, prefetchedSlots: run);
+            if (regs.Rip - 1 == hook.SlowTrap)
+            {
+                lock (_drainLock) _skippedPositions.Add(regs.Rax); // the log was full: this free is recorded below
+                SlowFrees++;
+            }
+        }
+        else
+        {
+            unwinder.Load(rsp);
+        }
         if (kind == TrapKind.Return)
         {
             ulong entryRsp = rsp + 8UL * (ulong)hook.Slots;
@@ -646,6 +686,80 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
             Session.SetRegisters(tid, regs);
         }
         Session.Resume(tid, 0);
+    }
+
+    /// <summary>Takes the frees the target logged since the last call (any thread): the ticker
+    /// calls it before judging expiry. Positions reserved but not written yet (a thread between its
+    /// xadd and its store) are taken later.</summary>
+    public void DrainFrees() => DrainFrees(null, publish: true, 0, 0);
+
+    /// <param name="prefetched">The log's header and first slots from the read index, when the
+    /// caller read them together with the stack.</param>
+    /// <param name="publish">Write the read index back even if it moved only a little.</param>
+    private void DrainFrees(byte[]? prefetched, bool publish, ulong prefetchedFrom, int prefetchedSlots)
+    {
+        FreeLog? log = _freeLog;
+        IAllocationEventSink? sink = _sink;
+        if (log is null || sink is null || _detached) return;
+        lock (_drainLock)
+        {
+            byte[] head = prefetched ?? new byte[64];
+            if (prefetched is null && ProcessMemoryAccess.Read(_pid, log.IndexAddress, head.AsSpan(0, 64)) != 64) return;
+            ulong index = BitConverter.ToUInt64(head, 0);
+            ulong first = _freeRead;
+            ulong count = index > first ? Math.Min(index - first, (ulong)FreeLog.Capacity) : 0;
+            if (count > 0)
+            {
+                // Prefetched slots belong to the positions the caller expected (the read index at that time).
+                byte[] slots;
+                if (prefetched is not null && prefetchedFrom == first && count <= (ulong)prefetchedSlots)
+                {
+                    slots = prefetched.AsSpan(64, (int)count * FreeLog.SlotSize).ToArray();
+                }
+                else
+                {
+                    slots = new byte[count * FreeLog.SlotSize];
+                    ulong pos = 0;
+                    while (pos < count)
+                    {
+                        ulong slot = (first + pos) & (FreeLog.Capacity - 1);
+                        int run = (int)Math.Min(count - pos, (ulong)FreeLog.Capacity - slot);
+                        if (ProcessMemoryAccess.Read(_pid, log.SlotsAddress + slot * FreeLog.SlotSize, slots.AsSpan((int)pos * FreeLog.SlotSize, run * FreeLog.SlotSize)) != run * FreeLog.SlotSize) return;
+                        pos += (ulong)run;
+                    }
+                }
+                long now = MonotonicClock.Now;
+                bool advancing = true;
+                for (ulong i = 0; i < count; i++)
+                {
+                    ulong position = first + i;
+                    ulong tag = BitConverter.ToUInt64(slots, (int)i * FreeLog.SlotSize);
+                    bool taken = _skippedPositions.Remove(position) || _takenAhead.Contains(position);
+                    if (!taken && tag == position + 1)
+                    {
+                        sink.OnFree(BitConverter.ToUInt64(slots, (int)i * FreeLog.SlotSize + 8), 0, 0, now);
+                        LoggedFrees++;
+                        taken = true;
+                        if (!advancing) _takenAhead.Add(position);
+                    }
+                    if (advancing && taken)
+                    {
+                        _takenAhead.Remove(position);
+                        _freeRead = position + 1;
+                    }
+                    else
+                    {
+                        advancing = false;
+                    }
+                }
+            }
+            if (_freeRead != _freePublished && (publish || _freeRead - _freePublished >= FreeLog.Capacity / 4))
+            {
+                Span<byte> eight = stackalloc byte[8];
+                BitConverter.TryWriteBytes(eight, _freeRead);
+                if (ProcessMemoryWriter.WriteVm(_pid, log.ReadAddress, eight)) _freePublished = _freeRead;
+            }
+        }
     }
 
     private void Allocated(ulong address, ulong size, int stackId, int tid, long now)
@@ -784,7 +898,7 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
         finally
         {
             s.Detach();
-            _options.Verbose?.Invoke($"Detached from process {_pid}: {TrapCount:N0} traps handled, {NestedCount:N0} nested calls skipped.");
+            _options.Verbose?.Invoke($"Detached from process {_pid}: {TrapCount:N0} traps handled ({(TrapCount == 0 ? 0 : HandlingNanoseconds / 1000.0 / TrapCount):N1} µs of tracer work each), {NestedCount:N0} nested calls skipped{(_freeLog is null ? "" : $", {LoggedFrees:N0} frees logged without a stop, {SlowFrees:N0} found the log full")}.");
         }
     }
 
@@ -840,6 +954,7 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
     {
         PtraceSession s = Session;
         if (_execd) return;
+        DrainFrees();
         foreach (TracedThread t in s.Threads.Values.Where(t => t.Stopped).ToList()) MoveOutOfTrampolines(t.Id);
         foreach (Hook h in _hooks) s.WriteMemory(h.Site, h.Original);
         if (_dlBreak != 0) s.WriteMemory(_dlBreak, new[] { _dlBreakOriginal });
@@ -849,6 +964,7 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
         {
             if (h.EntryTrap != 0) s.WriteMemory(h.EntryTrap, new byte[] { 0x90 });
             if (h.ReturnTrap != 0) s.WriteMemory(h.ReturnTrap, new byte[] { 0x90 });
+            if (h.SlowTrap != 0) s.WriteMemory(h.SlowTrap, new byte[] { 0x90 });
         }
         var tids = s.Threads.Values.Where(t => t.Stopped).Select(t => t.Id).ToList();
         if (tids.Count > 0 && !StacksReferToScratch(tids, _pid))
@@ -879,7 +995,8 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
             }
             Hook? h = _hooks.FirstOrDefault(h => rip >= h.Entry && rip <= h.End);
             if (h is null) return;
-            if (h.EntryTrap != 0 && rip == h.EntryTrap + 1 || h.Kind == AllocatorKind.Free && rip == h.Entry + 1 || rip == h.Entry)
+            if (h.EntryTrap != 0 && rip == h.EntryTrap + 1 || h.Kind == AllocatorKind.Free && rip == h.Entry + 1 || rip == h.Entry
+                || h.SlowTrap != 0 && rip >= h.Entry && rip < h.Body)
             {
                 regs.Rip = h.Site;
             }

@@ -622,7 +622,7 @@ public sealed unsafe class PtraceSession : IDisposable
 
 /// <summary>Writes another process's memory through /proc/PID/mem (a fork child's copy of the
 /// breakpoints). Returns false on failure.</summary>
-public static unsafe class ProcessMemoryWriter
+public static unsafe partial class ProcessMemoryWriter
 {
     public static bool Write(int pid, ulong address, ReadOnlySpan<byte> data)
     {
@@ -640,6 +640,20 @@ public static unsafe class ProcessMemoryWriter
         finally
         {
             Libc.Close(fd);
+        }
+    }
+}
+
+/// <summary>process_vm_writev for any thread (writable memory only).</summary>
+public static unsafe partial class ProcessMemoryWriter
+{
+    public static bool WriteVm(int pid, ulong address, ReadOnlySpan<byte> data)
+    {
+        fixed (byte* p = data)
+        {
+            var local = new Ptrace.IoVec { Base = p, Length = (nuint)data.Length };
+            var remote = new Ptrace.IoVec { Base = (void*)address, Length = (nuint)data.Length };
+            return Ptrace.ProcessVmWritev(pid, &local, 1, &remote, 1, 0) == data.Length;
         }
     }
 }

@@ -24,7 +24,9 @@ public enum TrapKind
 /// B: displaced instructions (relocated: RIP-relative operands and branches fixed by Iced)
 ///    jmp site+displaced
 /// </code>
-/// free has only <c>E: int3</c> then B. The function's entry becomes <c>jmp E</c> (a detour: one
+/// free has only <c>E: int3</c> then B — or, in attach mode, a lock-free append of the pointer to a
+/// log in the scratch data page (<see cref="FreeLog"/>), with an int3 only when the log is full:
+/// frees then cost the target no stop at all. The function's entry becomes <c>jmp E</c> (a detour: one
 /// stop per call, no single-stepping, and any number of threads can run through it at once), or an
 /// int3 where 5 bytes cannot be replaced safely (the tracer then moves RIP to the trampoline).</summary>
 public sealed class Hook
@@ -44,6 +46,8 @@ public sealed class Hook
     public ulong ReturnTrap { get; set; }    // 0 for free
     public ulong Body { get; set; }
     public ulong End { get; set; }
+    /// <summary>free with a free log: the int3 taken only when the log is full (0 otherwise).</summary>
+    public ulong SlowTrap { get; set; }
     public int Slots { get; set; }
     public int Pushes { get; set; }
     public byte[] Code { get; set; } = Array.Empty<byte>();
@@ -71,6 +75,25 @@ public sealed class Hook
         BitConverter.TryWriteBytes(b.AsSpan(1), (int)rel);
         return b;
     }
+}
+
+/// <summary>The free log: a write index, the tracer's published read index and a ring of
+/// {tag, pointer} slots in the scratch data page. A free reserves a position with lock xadd, stores
+/// the pointer, then the tag position+1; the tracer takes a slot whose tag matches its position,
+/// so it never writes the slots, only (now and then) the read index that bounds the writers.</summary>
+public sealed class FreeLog
+{
+    public const int Capacity = 4096;
+    public const int SlotSize = 16;
+    public const int Size = 64 + Capacity * SlotSize;
+
+    public FreeLog(ulong address) => Address = address;
+
+    public ulong Address { get; }
+    public ulong IndexAddress => Address;
+    public ulong ReadAddress => Address + 8;
+    public ulong SlotsAddress => Address + 64;
+    public ulong SlotAddress(ulong position) => SlotsAddress + (position & (Capacity - 1)) * SlotSize;
 }
 
 /// <summary>Plans hooks from the target's code and lays their trampolines out in a scratch area.</summary>
@@ -158,11 +181,16 @@ public static class TrampolineBuilder
 
     /// <summary>Lays out <paramref name="hook"/>'s trampoline at <paramref name="at"/> and fills its
     /// addresses and code; <paramref name="prologue"/> is the code at the site (for re-decoding).</summary>
-    public static void Layout(Hook hook, ulong at, byte[] prologue)
+    public static void Layout(Hook hook, ulong at, byte[] prologue, FreeLog? freeLog = null)
     {
         var code = new List<byte>();
         hook.Entry = at;
         bool free = hook.Kind == AllocatorKind.Free;
+        if (free && freeLog is not null)
+        {
+            LayoutLoggedFree(hook, at, prologue, freeLog);
+            return;
+        }
         if (Hook.HasEntryTrap(hook.Kind))
         {
             hook.EntryTrap = at;
@@ -192,6 +220,17 @@ public static class TrampolineBuilder
             BitConverter.TryWriteBytes(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(code).Slice(callAt + 1, 4), (int)((long)hook.Body - (long)(hook.Call + 5)));
         }
 
+        List<Instruction> instructions = Displaced(hook, prologue);
+        var (bytes, offsets) = Encode(hook, instructions, hook.Body);
+        for (int i = 0; i < hook.BodyOffsets.Length; i++) hook.BodyOffsets[i] = (int)offsets[i];
+        code.AddRange(bytes);
+        hook.Code = code.ToArray();
+        hook.End = at + (ulong)code.Count;
+    }
+
+    /// <summary>The displaced instructions, then the jump back behind them.</summary>
+    private static List<Instruction> Displaced(Hook hook, byte[] prologue)
+    {
         var decoder = Decoder.Create(64, new ByteArrayCodeReader(prologue), hook.Site);
         var instructions = new List<Instruction>();
         int taken = 0;
@@ -202,16 +241,70 @@ public static class TrampolineBuilder
             taken += ins.Length;
         }
         instructions.Add(Instruction.CreateBranch(Code.Jmp_rel32_64, hook.Site + (ulong)hook.DisplacedLength));
+        return instructions;
+    }
+
+    private static (List<byte> Bytes, uint[] Offsets) Encode(Hook hook, List<Instruction> instructions, ulong at)
+    {
         var writer = new ListWriter();
-        var block = new InstructionBlock(writer, instructions, hook.Body);
+        var block = new InstructionBlock(writer, instructions, at);
         if (!BlockEncoder.TryEncode(64, block, out string? error, out BlockEncoderResult result, BlockEncoderOptions.ReturnNewInstructionOffsets))
         {
             throw new LeakToolsException(FailureKind.NotSupported, "CannotRelocate",
-                $"Cannot relocate the first instructions of {hook.Function.Name} to 0x{hook.Body:x}: {error}", hook.Function.Name);
+                $"Cannot relocate the first instructions of {hook.Function.Name} to 0x{at:x}: {error}", hook.Function.Name);
         }
-        for (int i = 0; i < hook.BodyOffsets.Length; i++) hook.BodyOffsets[i] = (int)result.NewInstructionOffsets[i];
-        code.AddRange(writer.Bytes);
-        hook.Code = code.ToArray();
-        hook.End = at + (ulong)code.Count;
+        return (writer.Bytes, result.NewInstructionOffsets);
+    }
+
+    /// <summary>free that appends its pointer to the free log (lock xadd on the write index; rax,
+    /// rcx, rdx and the flags are free at a function's entry), trapping only when the log is full:
+    /// <code>
+    /// E: test rdi,rdi ; je B
+    ///    mov eax,1 ; lock xadd [Index],rax        rax = my position
+    ///    mov rcx,rax ; sub rcx,[Read] ; cmp rcx,Capacity ; jae SLOW
+    ///    mov rcx,rax ; and ecx,Capacity-1 ; shl rcx,4 ; lea rdx,[Slots] ; add rcx,rdx
+    ///    mov [rcx+8],rdi ; inc rax ; mov [rcx],rax ; jmp B     pointer first, then the tag position+1
+    /// SLOW: int3 ; jmp B                          the tracer records this free itself
+    /// B: displaced instructions ; jmp site+n
+    /// </code></summary>
+    private static void LayoutLoggedFree(Hook hook, ulong at, byte[] prologue, FreeLog log)
+    {
+        // Synthetic instructions get label addresses that BlockEncoder retargets.
+        const ulong label = 0xffff_f000_0000_0000UL;
+        ulong bodyLabel = hook.Site, slowLabel = label + 100;
+        Instruction I(Instruction i, ulong ip) { i.IP = ip; return i; }
+        var xadd = Instruction.Create(Code.Xadd_rm64_r64, new MemoryOperand(Register.RIP, (long)log.IndexAddress), Register.RAX);
+        xadd.HasLockPrefix = true;
+        var list = new List<Instruction>
+        {
+            I(Instruction.Create(Code.Test_rm64_r64, Register.RDI, Register.RDI), label + 1),
+            I(Instruction.CreateBranch(Code.Je_rel32_64, bodyLabel), label + 2),
+            I(Instruction.Create(Code.Mov_r32_imm32, Register.EAX, 1), label + 3),
+            I(xadd, label + 4),
+            I(Instruction.Create(Code.Mov_r64_rm64, Register.RCX, Register.RAX), label + 5),
+            I(Instruction.Create(Code.Sub_r64_rm64, Register.RCX, new MemoryOperand(Register.RIP, (long)log.ReadAddress)), label + 6),
+            I(Instruction.Create(Code.Cmp_rm64_imm32, Register.RCX, FreeLog.Capacity), label + 7),
+            I(Instruction.CreateBranch(Code.Jae_rel32_64, slowLabel), label + 8),
+            I(Instruction.Create(Code.Mov_r64_rm64, Register.RCX, Register.RAX), label + 9),
+            I(Instruction.Create(Code.And_rm32_imm32, Register.ECX, FreeLog.Capacity - 1), label + 10),
+            I(Instruction.Create(Code.Shl_rm64_imm8, Register.RCX, 4), label + 11),
+            I(Instruction.Create(Code.Lea_r64_m, Register.RDX, new MemoryOperand(Register.RIP, (long)log.SlotsAddress)), label + 12),
+            I(Instruction.Create(Code.Add_r64_rm64, Register.RCX, Register.RDX), label + 13),
+            I(Instruction.Create(Code.Mov_rm64_r64, new MemoryOperand(Register.RCX, 8, 1), Register.RDI), label + 14),
+            I(Instruction.Create(Code.Inc_rm64, Register.RAX), label + 15),
+            I(Instruction.Create(Code.Mov_rm64_r64, new MemoryOperand(Register.RCX), Register.RAX), label + 16),
+            I(Instruction.CreateBranch(Code.Jmp_rel32_64, bodyLabel), label + 17),
+            I(Instruction.Create(Code.Int3), slowLabel),
+            I(Instruction.CreateBranch(Code.Jmp_rel32_64, bodyLabel), label + 101),
+        };
+        int prefix = list.Count;
+        List<Instruction> displaced = Displaced(hook, prologue);
+        list.AddRange(displaced);
+        var (bytes, offsets) = Encode(hook, list, at);
+        hook.SlowTrap = at + offsets[prefix - 2];
+        hook.Body = at + offsets[prefix];
+        for (int i = 0; i < hook.BodyOffsets.Length; i++) hook.BodyOffsets[i] = (int)(offsets[prefix + i] - offsets[prefix]);
+        hook.Code = bytes.ToArray();
+        hook.End = at + (ulong)bytes.Count;
     }
 }

@@ -123,6 +123,24 @@ public sealed class WatchLiveTests : IDisposable
     }
 
     [LinuxFact("gcc")]
+    public void A_burst_of_frees_larger_than_the_free_log_is_counted_exactly()
+    {
+        using FixtureProcess f = FixtureProcess.Start(Server());
+        string hoard = "", release = "";
+        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 0.5, DurationSeconds = 3.5 }, () =>
+        {
+            hoard = Ask(f, "hoard 10000");
+            Thread.Sleep(1200);           // every block expires
+            release = Ask(f, "release");  // 10,000 frees back to back: more than the log holds, so some take the slow path
+        });
+        Assert.Null(result.Failure);
+        Assert.Equal(("hoarded 10000", "released 10000"), (hoard, release));
+        AllocationStack s = Assert.Single(result.Stacks, s => s.Final && s.Function == "hoard_block");
+        Assert.Equal($"alloc-server.c:{SiteLine("hoard")}", s.Location);
+        Assert.Equal((10000L, 10000L, 10000L, 0L), (s.AllocationCount, s.ExpiredCount, s.FreedAfterExpiryCount, s.LiveCount));
+    }
+
+    [LinuxFact("gcc")]
     public void Launch_mode_reports_the_memwatch_example_double_free_and_the_block_never_freed()
     {
         string exe = FixtureBuilder.Build("memwatch-memory.c", "-O0 -g", "lt-memwatch");

@@ -39,7 +39,39 @@ public sealed class StackUnwinder
     public void Load(ulong stackPointer)
     {
         _stackBase = stackPointer;
-        _stackLength = ProcessMemoryAccess.Read(_pid, stackPointer, _stack.AsSpan(0, 4096));
+        _stackLength = ProcessMemoryAccess.Read(_pid, stackPointer, _stack.AsSpan(0, InitialRead));
+    }
+
+    /// <summary>How much stack the first read takes (more is read when the walk needs it).</summary>
+    public const int InitialRead = 2048;
+
+    /// <summary>Reads the stack and, in the same process_vm_readv, two more ranges into
+    /// <paramref name="extra"/> (at offsets 0 and <paramref name="secondOffset"/>); returns false
+    /// when they could not all be read.</summary>
+    public unsafe bool Load(ulong stackPointer, byte[] extra, ulong firstAddress, int firstLength, ulong secondAddress, int secondOffset, int secondLength)
+    {
+        _stackBase = stackPointer;
+        fixed (byte* s = _stack)
+        fixed (byte* e = extra)
+        {
+            var local = stackalloc Interop.Ptrace.IoVec[3];
+            var remote = stackalloc Interop.Ptrace.IoVec[3];
+            local[0] = new Interop.Ptrace.IoVec { Base = s, Length = InitialRead };
+            remote[0] = new Interop.Ptrace.IoVec { Base = (void*)stackPointer, Length = InitialRead };
+            local[1] = new Interop.Ptrace.IoVec { Base = e, Length = (nuint)firstLength };
+            remote[1] = new Interop.Ptrace.IoVec { Base = (void*)firstAddress, Length = (nuint)firstLength };
+            local[2] = new Interop.Ptrace.IoVec { Base = e + secondOffset, Length = (nuint)secondLength };
+            remote[2] = new Interop.Ptrace.IoVec { Base = (void*)secondAddress, Length = (nuint)secondLength };
+            nint n = Interop.Ptrace.ProcessVmReadv(_pid, local, 3, remote, 3, 0);
+            if (n == InitialRead + firstLength + secondLength)
+            {
+                _stackLength = InitialRead;
+                return true;
+            }
+        }
+        // The stack ends within the first read (or the call failed): read it alone.
+        Load(stackPointer);
+        return false;
     }
 
     /// <summary>An 8-byte word of the target (from the loaded stack when it covers it).</summary>
