@@ -13,15 +13,11 @@ public sealed class TracingCmdletTests : IDisposable
 
     public void Dispose() => _ps.Dispose();
 
-    private static string Server() => FixtureBuilder.Build("alloc-server.c", "-O2 -g -fPIE -pie -fomit-frame-pointer", "lt-alloc-server");
+    private static string Server() => AllocServer.Build();
 
     private static Dictionary<string, object?> Vars(params (string, object?)[] pairs) => pairs.ToDictionary(p => p.Item1, p => p.Item2);
 
-    private static string Ask(FixtureProcess f, string command)
-    {
-        f.Send(command);
-        return f.ReadLine(TimeSpan.FromSeconds(60)) ?? "no answer";
-    }
+    private static string Ask(FixtureProcess f, string command) => AllocServer.Ask(f, command);
 
     [LinuxFact("gcc")]
     public void Piped_by_Id_sorted_and_exported_one_row_per_stack()
@@ -54,8 +50,7 @@ public sealed class TracingCmdletTests : IDisposable
     /// <summary>Starts the fixture's workers once the tracer is attached (threads born after attach).</summary>
     private static void StartWorkersOnceTraced(FixtureProcess f, string command)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!System.Text.RegularExpressions.Regex.IsMatch(File.ReadAllText($"/proc/{f.Pid}/status"), @"TracerPid:\s+[1-9]") && DateTime.UtcNow < deadline) Thread.Sleep(20);
+        AllocServer.WaitUntilTraced(f.Pid);
         f.Send(command);
     }
 

@@ -71,14 +71,7 @@ public sealed class WatchAllocationCommand : ProcessTargetCommandBase, IDisposab
     protected override void ProcessRecord()
     {
         if (ParameterSetName == LaunchSet) return;
-        int[]? ids = ParameterSetName switch
-        {
-            IdSet => Id,
-            InputObjectSet => InputObject.Select(p => p.Id).ToArray(),
-            _ when Name is { Length: > 0 } && Name.All(n => int.TryParse(n, NumberStyles.None, CultureInfo.InvariantCulture, out _)) =>
-                Name.Select(n => int.Parse(n, CultureInfo.InvariantCulture)).ToArray(),
-            _ => null,
-        };
+        int[]? ids = RequestedIds();
         if (ids is null)
         {
             if (Name is null)

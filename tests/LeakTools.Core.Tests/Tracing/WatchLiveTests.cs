@@ -17,10 +17,9 @@ public sealed class WatchLiveTests : IDisposable
 
     public void Dispose() => _helper.Dispose();
 
-    internal static string Server() => FixtureBuilder.Build("alloc-server.c", "-O2 -g -fPIE -pie -fomit-frame-pointer", "lt-alloc-server");
+    private static string Server() => AllocServer.Build();
 
-    internal static int SiteLine(string marker) =>
-        File.ReadAllLines(Path.Combine(RepoPaths.Fixtures, "alloc-server.c")).Select((l, i) => (l, i)).First(x => x.l.Contains("SITE:" + marker + " ")).i + 1;
+    private static int SiteLine(string marker) => AllocServer.SiteLine(marker);
 
     private sealed record Result(List<AllocationStack> Stacks, List<AllocationProblem> Problems, List<string> Output, List<string> Messages, HelperFailure? Failure);
 
@@ -55,11 +54,7 @@ public sealed class WatchLiveTests : IDisposable
 
     private static string Status(int pid) => File.ReadAllText($"/proc/{pid}/status");
 
-    private static string Ask(FixtureProcess f, string command)
-    {
-        f.Send(command);
-        return f.ReadLine(TimeSpan.FromSeconds(60)) ?? "no answer";
-    }
+    private static string Ask(FixtureProcess f, string command) => AllocServer.Ask(f, command);
 
     [LinuxFact("gcc")]
     public void Threads_started_after_attach_are_traced_and_stacks_name_the_call_sites()
@@ -173,8 +168,7 @@ public sealed class WatchLiveTests : IDisposable
         var first = Task.Run(() => Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 10, DurationSeconds = 60 }, cancel: cancel.Token));
         try
         {
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            while (!System.Text.RegularExpressions.Regex.IsMatch(Status(f.Pid), @"TracerPid:\s+[1-9]") && DateTime.UtcNow < deadline) Thread.Sleep(50);
+            AllocServer.WaitUntilTraced(f.Pid);
             using HelperClient second = HelperClient.Start();
             HelperFailure? failure = second.Run("alloc.watch", new WatchRequest { Pid = f.Pid, DurationSeconds = 1 }).Last().Failure;
             Assert.NotNull(failure);

@@ -276,7 +276,7 @@ internal static class DwarfExpression
             result = stack.Pop();
             return true;
         }
-        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException or IndexOutOfRangeException)
+        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException or IndexOutOfRangeException or Symbols.BadFormatException)
         {
             return false;
         }
@@ -284,20 +284,17 @@ internal static class DwarfExpression
 
     private static ulong Uleb(byte[] code, ref int pc)
     {
-        ulong v = 0;
-        int shift = 0;
-        byte b;
-        do { b = code[pc++]; v |= (ulong)(b & 0x7f) << shift; shift += 7; } while ((b & 0x80) != 0);
+        var r = new Symbols.SpanReader(code, pc);
+        ulong v = r.ULeb();
+        pc = r.Position;
         return v;
     }
 
     private static long Sleb(byte[] code, ref int pc)
     {
-        long v = 0;
-        int shift = 0;
-        byte b;
-        do { b = code[pc++]; v |= (long)(b & 0x7f) << shift; shift += 7; } while ((b & 0x80) != 0);
-        if (shift < 64 && (b & 0x40) != 0) v |= -1L << shift;
+        var r = new Symbols.SpanReader(code, pc);
+        long v = r.SLeb();
+        pc = r.Position;
         return v;
     }
 }
