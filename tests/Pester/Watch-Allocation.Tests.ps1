@@ -58,6 +58,30 @@ Describe 'Watch-Allocation' {
         Remove-Item (Join-Path $Work 'core*') -ErrorAction Ignore
     }
 
+    It 'detaches cleanly when the pwsh running it is killed (<Signal>)' -ForEach @(@{ Signal = 'TERM' }, @{ Signal = 'KILL' }) {
+        $p = Start-Process $Daemon -ArgumentList 200, 2 -PassThru -RedirectStandardOutput (Join-Path $Work "daemon-$Signal.log")
+        $pwsh = Get-PwshCommand
+        $script = "Import-Module '$(Get-TestModulePath)'; Watch-Allocation -Id $($p.Id) -Expire 1 | Out-Null"
+        $rest = @($pwsh | Select-Object -Skip 1) + @('-NoProfile', '-NonInteractive', '-Command', $script)
+        $child = Start-Process $pwsh[0] -ArgumentList $rest -PassThru -RedirectStandardOutput (Join-Path $Work "pwsh-$Signal.log")
+        try {
+            $deadline = (Get-Date).AddSeconds(60)
+            while ((Get-Content "/proc/$($p.Id)/status" -Raw) -match 'TracerPid:\s+0\n' -and (Get-Date) -lt $deadline) { Start-Sleep -Milliseconds 100 }
+            (Get-Content "/proc/$($p.Id)/status" -Raw) | Should -Match 'TracerPid:\s+[1-9]'
+            Start-Sleep -Milliseconds 500
+            & kill "-$Signal" $child.Id
+            $deadline = (Get-Date).AddSeconds(30)
+            while ((Get-Content "/proc/$($p.Id)/status" -Raw) -match 'TracerPid:\s+[1-9]' -and (Get-Date) -lt $deadline) { Start-Sleep -Milliseconds 100 }
+            (Get-Content "/proc/$($p.Id)/status" -Raw) | Should -Match 'TracerPid:\s+0\n'
+            Start-Sleep -Milliseconds 500
+            $p.HasExited | Should -BeFalse   # its allocator runs without us: no leftover jump or trap
+        }
+        finally {
+            Stop-Process -Id $p.Id -ErrorAction Ignore
+            Stop-Process -Id $child.Id -ErrorAction Ignore
+        }
+    }
+
     It 'fails with clear error ids' {
         { Watch-Allocation -Id 999999 -Duration 1 -ErrorAction Stop } | Should -Throw -ErrorId 'ProcessNotFound,LeakTools.Commands.WatchAllocationCommand'
         { Watch-Allocation -Id $PID -Expire 0 } | Should -Throw -ErrorId 'InvalidExpire,LeakTools.Commands.WatchAllocationCommand'

@@ -95,12 +95,7 @@ internal sealed class WatchAllocationCommand : IHelperCommand
                 }
                 return symbolizer!.ResolveStack(addresses, adjustReturnAddresses: true).ToArray();
             }
-            bool IsRuntime(string module)
-            {
-                string name = Path.GetFileName(module);
-                return module == engine.AllocatorModule || name.StartsWith("libc.so", StringComparison.Ordinal) || name.StartsWith("libc-", StringComparison.Ordinal)
-                       || AllocatorFunctions.IsDynamicLoader(module);
-            }
+            bool IsRuntime(StackFrame frame) => AllocatorFunctions.IsRuntimeFrame(frame, engine.AllocatorModule, pid);
             var pipeline = new AllocationPipeline(pid, engine.Engine, TimeSpan.FromSeconds(r.ExpireSeconds), tracedFromStart: r.Program is not null, Symbolize, IsRuntime)
             {
                 StackReported = s => output.Item(new WatchMessage { Stack = s }),

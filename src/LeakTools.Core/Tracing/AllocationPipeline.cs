@@ -24,23 +24,23 @@ public sealed class AllocationPipeline : IAllocationEventSink
     private readonly AllocationTable _table;
     private readonly StackStatistics _stats = new();
     private readonly Func<ulong[], StackFrame[]> _symbolize;
-    private readonly Func<string, bool> _isRuntimeModule;
+    private readonly Func<StackFrame, bool> _isRuntimeFrame;
     private readonly Dictionary<int, StackFrame[]> _frames = new();
     private readonly long _originTimestamp;
     private readonly DateTime _origin;
     private bool _exited;
 
     /// <param name="symbolize">Turns a stack's raw addresses into frames (innermost first).</param>
-    /// <param name="isRuntimeModule">True for modules whose frames are not "the code that
-    /// allocated" (the allocator, the C library, the dynamic loader).</param>
+    /// <param name="isRuntimeFrame">True for frames that are not "the code that allocated" (the
+    /// allocator, the C library, the dynamic loader).</param>
     public AllocationPipeline(int processId, string engine, TimeSpan expire, bool tracedFromStart,
-        Func<ulong[], StackFrame[]> symbolize, Func<string, bool> isRuntimeModule)
+        Func<ulong[], StackFrame[]> symbolize, Func<StackFrame, bool> isRuntimeFrame)
     {
         ProcessId = processId;
         Engine = engine;
         _table = new AllocationTable(_stats, expire, tracedFromStart);
         _symbolize = symbolize;
-        _isRuntimeModule = isRuntimeModule;
+        _isRuntimeFrame = isRuntimeFrame;
         _originTimestamp = MonotonicClock.Now;
         _origin = DateTime.Now;
     }
@@ -200,7 +200,7 @@ public sealed class AllocationPipeline : IAllocationEventSink
         StackFrame? chosen = null;
         foreach (StackFrame f in frames)
         {
-            if (f.Module.Length > 0 && _isRuntimeModule(f.Module)) continue;
+            if (_isRuntimeFrame(f)) continue;
             if (f.Function is { } fn && (fn.StartsWith("operator new", StringComparison.Ordinal) || fn.StartsWith("operator delete", StringComparison.Ordinal))) continue;
             chosen = f;
             break;

@@ -90,7 +90,7 @@ public sealed class AllocationPipelineTests
         };
         int symbolized = 0;
         var pipeline = new AllocationPipeline(42, "Breakpoint", TimeSpan.FromSeconds(1), tracedFromStart: true,
-            a => { symbolized++; return a.Select(x => frames[x]).ToArray(); }, m => m.Contains("libc"))
+            a => { symbolized++; return a.Select(x => frames[x]).ToArray(); }, f => f.Module.Contains("libc"))
         {
             StackReported = reports.Add,
         };

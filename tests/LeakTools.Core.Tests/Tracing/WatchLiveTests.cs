@@ -118,6 +118,37 @@ public sealed class WatchLiveTests : IDisposable
     }
 
     [LinuxFact("gcc")]
+    public void A_vfork_child_is_followed_until_its_exec_and_an_exec_ends_the_session()
+    {
+        using FixtureProcess f = FixtureProcess.Start(Server());
+        string spawned = "";
+        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 30, DurationSeconds = 30 }, () =>
+        {
+            spawned = Ask(f, "spawn");     // posix_spawn: clone(CLONE_VM|CLONE_VFORK), shares our patched memory
+            f.Send("exec");                // the session ends by itself, long before -Duration
+        });
+        Assert.Null(result.Failure);
+        Assert.Equal("spawned rc=0 status=0", spawned);
+        Assert.Contains(result.Messages, m => m.Contains("executed a new program"));
+        Assert.Matches(@"TracerPid:\s+0\n", Status(f.Pid));
+        Assert.Matches(@"Name:\s+sleep\n", Status(f.Pid)); // the new program runs, untraced
+    }
+
+    [LinuxFact("gcc")]
+    public void A_static_binary_is_traced_through_the_allocator_linked_into_it()
+    {
+        using FixtureProcess f = FixtureProcess.Start(FixtureBuilder.Build("alloc-server.c", "-O2 -g -static", "lt-alloc-static-g"));
+        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 0.3, DurationSeconds = 3 }, () => f.Send("start 1"));
+        Assert.Null(result.Failure);
+        foreach (var x in result.Stacks.Where(s => s.Final)) _log.WriteLine($"{x.Function} {x.Location} {x.ExpiredCount} {string.Join(" < ", x.Frames.Select(fr => fr.Function))}");
+        Assert.Contains(result.Messages, m => m.Contains("lt-alloc-static-g"));
+        AllocationStack s = Assert.Single(result.Stacks, s => s.Final && s.Function == "leak_malloc");
+        Assert.Equal($"alloc-server.c:{SiteLine("malloc")}", s.Location);
+        Assert.Equal(20, s.AllocationCount);
+        Assert.True(s.ExpiredCount > 0);
+    }
+
+    [LinuxFact("gcc")]
     public void A_burst_of_frees_larger_than_the_free_log_is_counted_exactly()
     {
         using FixtureProcess f = FixtureProcess.Start(Server());
