@@ -93,6 +93,8 @@ public sealed class TracingCmdletTests : IDisposable
             string id = (r.Terminating as IContainsErrorRecord)?.ErrorRecord.FullyQualifiedErrorId ?? r.Errors.Single().FullyQualifiedErrorId;
             Assert.Matches("^Invalid(Expire|Duration),LeakTools.Commands.WatchAllocationCommand$", id);
         }
+        var tooDeep = _ps.Run("Watch-Allocation -Id $pid -Depth 129");
+        Assert.Contains("ParameterArgumentValidationError", (tooDeep.Terminating as IContainsErrorRecord)?.ErrorRecord.FullyQualifiedErrorId ?? tooDeep.Errors.Single().FullyQualifiedErrorId);
         var notADuration = _ps.Run("Watch-Allocation -Id $pid -Expire soon");
         Assert.Contains("ParameterArgumentTransformationError", (notADuration.Terminating as IContainsErrorRecord)?.ErrorRecord.FullyQualifiedErrorId ?? notADuration.Errors.Single().FullyQualifiedErrorId);
 

@@ -51,7 +51,7 @@ internal sealed class WatchAllocationCommand : IHelperCommand
             Warning = output.Warning,
         };
         var readers = new List<Thread>();
-        BreakpointEngine engine;
+        IAllocationEventSource engine;
         if (r.Program is not null)
         {
             var (outRead, outWrite) = Spawn.Pipe();
@@ -102,7 +102,7 @@ internal sealed class WatchAllocationCommand : IHelperCommand
                 ProblemReported = p => output.Item(new WatchMessage { Problem = p }),
             };
             engine.ProcessExiting = pipeline.SymbolizeLiveStacks;
-            if (r.Program is null) output.Verbose($"Attached to process {pid}: {engine.Hooks.Count} allocator functions of {engine.AllocatorModule} hooked; blocks live after {r.ExpireSeconds:0.###} s count as expired.");
+            if (r.Program is null) output.Verbose($"Attached to process {pid} ({engine.Engine} engine, allocator of {engine.AllocatorModule}); blocks live after {r.ExpireSeconds:0.###} s count as expired.");
 
             bool launched = r.Program is not null;
             void End()
@@ -120,7 +120,7 @@ internal sealed class WatchAllocationCommand : IHelperCommand
                 {
                     try
                     {
-                        engine.DrainFrees(); // frees logged by the target count before expiry is judged
+                        engine.Flush(); // frees the engine buffered count before expiry is judged
                         pipeline.Tick();
                     }
                     catch (Exception ex) when (ex is LeakToolsException or IOException) { output.Warning(ex.Message); }

@@ -32,11 +32,33 @@ public interface IStackCounterSink
     void Expired(int stackId, long size, long allocationTimestamp, long expiryTimestamp);
 }
 
-/// <summary>An allocation engine: attaches (or launches), feeds a sink until stopped, detaches.</summary>
-public interface IAllocationEventSource
+/// <summary>An allocation engine, attached (or launched) and ready: <see cref="Run"/> feeds a sink
+/// until <see cref="Stop"/>, cancellation, or the target's exit or exec, then detaches. The helper
+/// command drives any engine through this (the breakpoint engine here; the in-process agent later).</summary>
+public interface IAllocationEventSource : IDisposable
 {
     /// <summary>Engine name shown in the output (Breakpoint, Agent).</summary>
     string Engine { get; }
+
+    /// <summary>The traced process.</summary>
+    int ProcessId { get; }
+
+    /// <summary>The module whose allocator is traced (its frames are not "the code that allocated").</summary>
+    string? AllocatorModule { get; }
+
+    /// <summary>Called when the target starts to exit, while its memory map is still readable.</summary>
+    Action? ProcessExiting { get; set; }
+
+    EngineOutcome Run(IAllocationEventSink sink, CancellationToken cancel);
+
+    /// <summary>Ends the session from any thread (detaching).</summary>
+    void Stop();
+
+    /// <summary>Launch mode: ends the program like Ctrl+C, SIGKILL after <paramref name="grace"/>.</summary>
+    void Terminate(TimeSpan grace);
+
+    /// <summary>Hands over records the engine buffered (called before expiry is judged).</summary>
+    void Flush();
 }
 
 /// <summary>Timestamps of the pipeline: CLOCK_MONOTONIC in nanoseconds (sub-second ages; memleax's

@@ -693,6 +693,8 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
     /// xadd and its store) are taken later.</summary>
     public void DrainFrees() => DrainFrees(null, publish: true, 0, 0);
 
+    void IAllocationEventSource.Flush() => DrainFrees();
+
     /// <param name="prefetched">The log's header and first slots from the read index, when the
     /// caller read them together with the stack.</param>
     /// <param name="publish">Write the read index back even if it moved only a little.</param>
