@@ -17,7 +17,7 @@ public sealed class AllocationProgress
 /// <see cref="Tick"/> (a timer) expires blocks and reports each stack when it first expires;
 /// <see cref="Finish"/> reports every stack with expired or unfreed blocks once more, final. Each
 /// distinct stack is symbolized once, outside the lock, so the engine never waits for symbols.</summary>
-public sealed class AllocationPipeline : IAllocationEventSink
+public sealed class AllocationPipeline : IAllocationEventSink, IStackCounterSink
 {
     private readonly object _lock = new();
     private readonly object _reportLock = new();
@@ -67,6 +67,23 @@ public sealed class AllocationPipeline : IAllocationEventSink
     public void OnFree(ulong address, int stackId, int threadId, long timestamp)
     {
         lock (_lock) _table.OnFree(address, stackId, threadId, timestamp);
+    }
+
+    // IStackCounterSink: an engine that tracks blocks and expiry itself (the in-process agent)
+    // reports per-stack counters here instead of single allocations and frees.
+    public void Allocated(int stackId, long size)
+    {
+        lock (_lock) _stats.Allocated(stackId, size);
+    }
+
+    public void Freed(int stackId, long size, bool wasExpired)
+    {
+        lock (_lock) _stats.Freed(stackId, size, wasExpired);
+    }
+
+    public void Expired(int stackId, long size, long allocationTimestamp, long expiryTimestamp)
+    {
+        lock (_lock) _stats.Expired(stackId, size, allocationTimestamp, expiryTimestamp);
     }
 
     public AllocationProgress Progress()

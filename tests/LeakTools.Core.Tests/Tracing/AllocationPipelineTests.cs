@@ -119,4 +119,25 @@ public sealed class AllocationPipelineTests
         Assert.NotNull(final.FirstExpired);
         Assert.Equal(3, pipeline.Progress().Allocations);
     }
+
+    [Fact]
+    public void An_engine_that_expires_blocks_itself_feeds_the_same_reports_through_the_counter_level()
+    {
+        var reports = new List<AllocationStack>();
+        var pipeline = new AllocationPipeline(7, "Agent", TimeSpan.FromSeconds(1), tracedFromStart: false,
+            a => a.Select(x => new StackFrame { Address = x, Module = "/app", Function = "f" + x }).ToArray(), _ => false)
+        {
+            StackReported = reports.Add,
+        };
+        IStackCounterSink counters = pipeline;
+        counters.OnStack(1, new ulong[] { 0x10, 0x20 });
+        counters.Allocated(1, 64);
+        counters.Allocated(1, 64);
+        counters.Expired(1, 64, 1, MonotonicClock.Now);
+        pipeline.Tick();
+        counters.Freed(1, 64, wasExpired: true);
+        pipeline.Finish();
+        Assert.Equal(new[] { false, true }, reports.Select(r => r.Final));
+        Assert.Equal((1L, 1L, 1L, "Agent", "f16"), (reports[1].ExpiredCount, reports[1].FreedAfterExpiryCount, reports[1].LiveCount, reports[1].Engine, reports[1].Function));
+    }
 }
