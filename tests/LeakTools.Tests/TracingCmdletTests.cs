@@ -59,12 +59,9 @@ public sealed class TracingCmdletTests : IDisposable
     {
         using FixtureProcess f = FixtureProcess.Start(Server());
         string sum = Ask(f, "sum");
-        var iss = InitialSessionState.CreateDefault2();
-        iss.ImportPSModule(RepoPaths.ModuleManifest);
-        using var runspace = RunspaceFactory.CreateRunspace(iss);
-        runspace.Open();
-        using var ps = PowerShell.Create();
-        ps.Runspace = runspace;
+        var (runspace, ps) = PowerShellSession.CreateStoppable();
+        using var _ = runspace;
+        using var __ = ps;
         ps.AddCommand("Watch-Allocation").AddParameter("Id", f.Pid).AddParameter("Expire", 1);
         var async = ps.BeginInvoke();
         StartWorkersOnceTraced(f, "start 2");

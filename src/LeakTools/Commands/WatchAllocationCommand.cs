@@ -5,7 +5,6 @@ using System.Text.Json;
 using LeakTools.Core;
 using LeakTools.Core.Hosting;
 using LeakTools.Core.ProcFs;
-using LeakTools.Core.Reports;
 using LeakTools.Core.Tracing;
 
 namespace LeakTools.Commands;
@@ -114,17 +113,7 @@ public sealed class WatchAllocationCommand : ProcessTargetCommandBase, IDisposab
         base.EndProcessing();
         if (ParameterSetName == LaunchSet)
         {
-            string cwd = SessionState.Path.CurrentFileSystemLocation.ProviderPath;
-            string program;
-            try
-            {
-                program = ExecutableLocator.ResolveProgram(FilePath, cwd);
-            }
-            catch (LeakToolsException ex)
-            {
-                ThrowTerminatingError(ErrorRecords.From(ex, FilePath));
-                return;
-            }
+            var (program, cwd) = ProgramResolution.Resolve(this, FilePath);
             var environment = new List<string>();
             foreach (DictionaryEntry e in Environment.GetEnvironmentVariables()) environment.Add($"{e.Key}={e.Value}");
             Watch(Request(new WatchRequest { Program = program, Arguments = ArgumentList, WorkingDirectory = cwd, Environment = environment.ToArray() }), program);
