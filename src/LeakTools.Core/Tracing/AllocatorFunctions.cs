@@ -52,9 +52,18 @@ public static class AllocatorFunctions
         string? exe = ProcFields.Link(root.File(pid, "exe"));
         if (exe is not null && exe.EndsWith(" (deleted)", StringComparison.Ordinal)) exe = exe[..^10];
 
-        // Module paths in the order the dynamic linker searches: the executable, then the rest as mapped.
+        // Module paths in the order the dynamic linker searches them (its link map: the executable,
+        // LD_PRELOAD libraries, then the needed ones breadth first; dlopen'ed ones last), so a
+        // preloaded jemalloc wins over libc as it does for the program. Unlisted modules follow.
         var paths = maps.Where(m => m.Path.StartsWith('/')).Select(m => m.Path).Distinct().ToList();
-        if (exe is not null && paths.Remove(exe)) paths.Insert(0, exe);
+        List<string> linkMap = LinkMapOrder(pid, maps, root);
+        int Rank(string path)
+        {
+            if (path == exe) return -1;
+            int i = linkMap.FindIndex(l => l == path || Path.GetFileName(l) == Path.GetFileName(path));
+            return i < 0 ? int.MaxValue : i;
+        }
+        paths = paths.Select((p, i) => (p, i)).OrderBy(x => Rank(x.p)).ThenBy(x => x.i).Select(x => x.p).ToList();
 
         List<string> candidates;
         bool explicitModules = modules is { Count: > 0 };
@@ -110,6 +119,39 @@ public static class AllocatorFunctions
                || Names.Any(n => fn == n.Name || fn == "__" + n.Name || fn == "__libc_" + n.Name || fn == "__GI___libc_" + n.Name);
     }
 
+    /// <summary>The names in the dynamic loader's link map (r_debug.r_map, from ld.so's exported
+    /// _r_debug), in order; empty for a static binary or when it cannot be read.</summary>
+    public static List<string> LinkMapOrder(int pid, List<ModuleMapping> maps, ProcRoot root)
+    {
+        var names = new List<string>();
+        string? loader = maps.Select(m => m.Path).FirstOrDefault(p => p.StartsWith('/') && IsDynamicLoader(p));
+        if (loader is null) return names;
+        ulong? rDebug = null;
+        try
+        {
+            ModuleMapping first = maps.First(m => m.Path == loader);
+            using ElfFile elf = ElfFile.Open(first.OpenPath ?? loader, loader);
+            ElfSymbol? sym = ElfSymbolReader.Read(elf, symtab: false, plt: false).FirstOrDefault(x => x.Name.StartsWith("_r_debug", StringComparison.Ordinal) && x.IsDefined && x.Type == "OBJECT");
+            if (sym is not null) rDebug = RuntimeAddress(elf, sym.Address, maps.Where(m => m.Path == loader));
+        }
+        catch (LeakToolsException) { return names; }
+        if (rDebug is not ulong at) return names;
+        var word = new byte[8];
+        ulong Read(ulong address) => ProcessMemoryAccess.Read(pid, address, word) == 8 ? BitConverter.ToUInt64(word) : 0;
+        ulong map = Read(at + 8); // struct r_debug { int r_version; struct link_map *r_map; ... }
+        var name = new byte[512];
+        for (int guard = 0; map != 0 && guard < 4096; guard++)
+        {
+            // struct link_map { l_addr; char *l_name; l_ld; l_next; l_prev; }
+            ulong namePointer = Read(map + 8);
+            int n = namePointer == 0 ? 0 : ProcessMemoryAccess.Read(pid, namePointer, name);
+            int end = Array.IndexOf(name, (byte)0, 0, Math.Max(n, 0));
+            names.Add(end > 0 ? System.Text.Encoding.UTF8.GetString(name, 0, end) : "");
+            map = Read(map + 24);
+        }
+        return names;
+    }
+
     public static bool IsDynamicLoader(string path) => Path.GetFileName(path).StartsWith("ld-linux", StringComparison.Ordinal) || Path.GetFileName(path).StartsWith("ld.so", StringComparison.Ordinal);
 
     /// <summary>The allocator functions a module defines, at their runtime addresses.</summary>
@@ -153,7 +195,16 @@ public static class AllocatorFunctions
     {
         foreach (ElfSegment seg in elf.Segments)
         {
-            if (seg.Type != ElfSegment.PT_LOAD || virtualAddress < seg.VirtualAddress || virtualAddress - seg.VirtualAddress >= seg.FileSize) continue;
+            if (seg.Type != ElfSegment.PT_LOAD || virtualAddress < seg.VirtualAddress || virtualAddress - seg.VirtualAddress >= seg.MemorySize) continue;
+            if (virtualAddress - seg.VirtualAddress >= seg.FileSize)
+            {
+                // .bss: no file bytes; the module's load bias (from any of its mappings) places it.
+                foreach (ModuleMapping m in mappings)
+                {
+                    if (elf.TryFileOffsetToAddress(m.FileOffset, out ulong mappedAddress)) return virtualAddress + (m.Start - mappedAddress);
+                }
+                return null;
+            }
             ulong fileOffset = seg.Offset + (virtualAddress - seg.VirtualAddress);
             foreach (ModuleMapping m in mappings)
             {

@@ -149,6 +149,22 @@ public sealed class WatchLiveTests : IDisposable
     }
 
     [LinuxFact("gcc")]
+    public void A_preloaded_allocator_is_found_and_traced_instead_of_the_C_library()
+    {
+        const string jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
+        if (!File.Exists(jemalloc)) return; // libjemalloc2 is not installed here
+        using FixtureProcess f = FixtureProcess.StartWith(Server(), new[] { "env", "LD_PRELOAD=" + jemalloc });
+        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 0.3, DurationSeconds = 3 }, () => f.Send("start 2"));
+        Assert.Null(result.Failure);
+        Assert.Contains(result.Messages, m => m.Contains("in " + jemalloc));
+        AllocationStack s = Assert.Single(result.Stacks, s => s.Final && s.Function == "leak_malloc");
+        Assert.Equal((40L, 40L), (s.AllocationCount, s.ExpiredCount));
+        Assert.Equal("libjemalloc.so.2", s.Frames[0].ModuleName);
+        Assert.DoesNotContain(result.Stacks, s => s.Final && s.Function == "churn");
+        Assert.Matches(@"TracerPid:\s+0\n", Status(f.Pid));
+    }
+
+    [LinuxFact("gcc")]
     public void A_burst_of_frees_larger_than_the_free_log_is_counted_exactly()
     {
         using FixtureProcess f = FixtureProcess.Start(Server());
