@@ -314,21 +314,13 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
         return buffer.AsSpan(0, Math.Max(n, 0)).ToArray();
     }
 
-    private List<(ulong Start, ulong End, string Perms, string Name)> ReadMaps(int pid)
+    /// <summary>Every mapping of /proc/PID/maps (anonymous ones too), parsed by ProcFs.</summary>
+    private static List<(ulong Start, ulong End, string Perms, string Name)> ReadMaps(int pid)
     {
         string path = ProcRoot.Default.File(pid, "maps");
         int errno = ProcFile.TryRead(path, out ReadOnlySpan<byte> text);
         if (errno != 0) throw ProcErrors.FromErrno(errno, pid, path, existedBefore: true);
-        var list = new List<(ulong, ulong, string, string)>();
-        foreach (string line in System.Text.Encoding.UTF8.GetString(text).Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            string[] parts = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
-            int dash = parts[0].IndexOf('-');
-            list.Add((ulong.Parse(parts[0].AsSpan(0, dash), NumberStyles.HexNumber, CultureInfo.InvariantCulture),
-                ulong.Parse(parts[0].AsSpan(dash + 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture),
-                parts[1], parts.Length > 5 ? parts[5].Trim() : ""));
-        }
-        return list;
+        return SmapsParser.ParseMappings(text).Select(m => (m.Start, m.End, m.Permissions, m.Path)).ToList();
     }
 
     /// <summary>A syscall instruction (0f 05) in executable memory, for injected system calls.</summary>
@@ -810,7 +802,7 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
             AllocatorFunctions.Find(_pid, _options.Modules); // throws NoAllocatorSymbols naming the modules searched
         }
         ulong? address = null;
-        List<ModuleMapping> modules = ProcessSymbolizer.ParseMaps(string.Join('\n', File.ReadAllLines(ProcRoot.Default.File(_pid, "maps"))), ProcRoot.Default, _pid);
+        List<ModuleMapping> modules = ProcessSymbolizer.ParseMaps(File.ReadAllText(ProcRoot.Default.File(_pid, "maps")), ProcRoot.Default, _pid);
         using (ElfFile elf = ElfFile.Open(loader.Name!))
         {
             ElfSymbol? sym = ElfSymbolReader.Read(elf, plt: false).FirstOrDefault(x => x.Name.StartsWith("_dl_debug_state", StringComparison.Ordinal) && x.IsDefined);

@@ -1,4 +1,3 @@
-using System.Globalization;
 using LeakTools.Core.ProcFs;
 using LeakTools.Core.Symbols;
 
@@ -44,16 +43,12 @@ public sealed class RemoteModules
         int errno = ProcFile.TryRead(path, out ReadOnlySpan<byte> text);
         if (errno != 0) return;
         var list = new List<CodeMapping>();
-        foreach (string line in System.Text.Encoding.UTF8.GetString(text).Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        foreach (SmapsMapping mapping in SmapsParser.ParseMappings(text))
         {
-            string[] parts = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
-            if (parts.Length < 6 || parts[1].Length < 3 || parts[1][2] != 'x') continue;
-            string name = parts[5].Trim();
+            if (mapping.Permissions.Length < 3 || mapping.Permissions[2] != 'x') continue;
+            string name = mapping.Path;
             if (name.Length == 0 || name[0] != '/') continue;
-            int dash = parts[0].IndexOf('-');
-            ulong start = ulong.Parse(parts[0].AsSpan(0, dash), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-            ulong end = ulong.Parse(parts[0].AsSpan(dash + 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-            ulong offset = ulong.Parse(parts[2], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            ulong start = mapping.Start, end = mapping.End, offset = mapping.Offset;
             string open = name.EndsWith(" (deleted)", StringComparison.Ordinal) || !File.Exists(name)
                 ? _root.File(_pid, $"map_files/{start:x}-{end:x}") : name;
             var file = Load(open);
