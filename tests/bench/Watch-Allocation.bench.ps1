@@ -43,6 +43,7 @@ $p.WaitForExit()
 $results['Watch-Allocation (attach)'] = Read-Phases (Get-Content $log)
 
 if (Get-Command heaptrack -ErrorAction Ignore) {
+    Push-Location $work # heaptrack -p writes its file into the current folder whatever -o says
     $out = & heaptrack -o (Join-Path $work 'ht-launch') $exe 0 200000 $n $n 2>&1
     $results['heaptrack (launch)'] = Read-Phases ([string[]]$out)
     $log2 = Join-Path $work 'attach2.log'
@@ -51,6 +52,7 @@ if (Get-Command heaptrack -ErrorAction Ignore) {
     $null = & heaptrack -p $p.Id -o (Join-Path $work 'ht-attach') 2>&1
     $p.WaitForExit()
     $results['heaptrack -p (attach)'] = Read-Phases (Get-Content $log2)
+    Pop-Location
 }
 else { Write-Host 'heaptrack is not installed: skipped' }
 if (Get-Command memleax -ErrorAction Ignore) {
