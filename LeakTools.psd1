@@ -11,6 +11,7 @@
     FormatsToProcess     = @(
         'LeakTools.ProcFs.Format.ps1xml'
         'LeakTools.StackFrame.Format.ps1xml'
+        'LeakTools.Monitoring.Format.ps1xml'
     )
     TypesToProcess       = @(
         'LeakTools.Types.ps1xml'
@@ -19,6 +20,13 @@
         'Get-ProcessPss'
         'Get-ProcessMemoryMap'
         'Get-SystemMemory'
+        'Watch-ProcessMemory'
+        'Measure-MemoryTrend'
+        'Get-MemoryHistory'
+        'Invoke-LeakMonitor'
+        'Register-LeakMonitor'
+        'Get-LeakMonitor'
+        'Unregister-LeakMonitor'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

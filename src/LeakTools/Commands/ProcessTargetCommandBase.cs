@@ -81,31 +81,38 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
     protected abstract void ProcessTarget(ProcessIdentity identity);
 
     /// <summary>Processes named by this record's parameters; errors for those that do not exist.</summary>
-    protected IEnumerable<ProcessIdentity> ResolveTargets()
+    protected IEnumerable<ProcessIdentity> ResolveTargets() => ResolveTargets(reportNotFound: true);
+
+    /// <summary>As <see cref="ResolveTargets()"/>; with <paramref name="reportNotFound"/> false a
+    /// name or id that matches nothing is no error (cmdlets that re-resolve on every tick to follow
+    /// restarts, and monitors that record "not running").</summary>
+    protected IEnumerable<ProcessIdentity> ResolveTargets(bool reportNotFound)
     {
         switch (ParameterSetName)
         {
             case IdSet:
                 foreach (int pid in Id)
                 {
-                    ProcessIdentity? identity = ReadById(pid);
+                    ProcessIdentity? identity = ReadById(pid, reportNotFound);
                     if (identity is not null) yield return identity;
                 }
                 break;
             case InputObjectSet:
                 foreach (Process process in InputObject)
                 {
-                    ProcessIdentity? identity = ReadById(process.Id);
+                    ProcessIdentity? identity = ReadById(process.Id, reportNotFound);
                     if (identity is not null) yield return identity;
                 }
                 break;
             default:
-                foreach (ProcessIdentity identity in ResolveByName()) yield return identity;
+                foreach (ProcessIdentity identity in ResolveByName(reportNotFound)) yield return identity;
                 break;
         }
     }
 
-    private ProcessIdentity? ReadById(int pid)
+    /// <summary>Reads one process's identity; null (with an error, or silently) when it does not exist, has
+    /// exited, or has no user memory.</summary>
+    protected ProcessIdentity? ReadById(int pid, bool reportNotFound = true)
     {
         try
         {
@@ -114,7 +121,7 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
         }
         catch (ProcessNotFoundException ex)
         {
-            WriteError(ErrorRecords.From(ex, pid));
+            if (reportNotFound) WriteError(ErrorRecords.From(ex, pid));
         }
         catch (ProcessExitedException)
         {
@@ -143,7 +150,7 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
         return true;
     }
 
-    private IEnumerable<ProcessIdentity> ResolveByName()
+    private IEnumerable<ProcessIdentity> ResolveByName(bool reportNotFound = true)
     {
         var patterns = (Name ?? Array.Empty<string>())
             .Select(n => (Text: n, Pattern: new WildcardPattern(n, WildcardOptions.IgnoreCase | WildcardOptions.CultureInvariant), Matched: false))
@@ -182,7 +189,7 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
 
         foreach (var p in patterns)
         {
-            if (p.Matched || WildcardPattern.ContainsWildcardCharacters(p.Text)) continue;
+            if (!reportNotFound || p.Matched || WildcardPattern.ContainsWildcardCharacters(p.Text)) continue;
             string message = $"Cannot find a process with the name \"{p.Text}\". Verify the process name and call the cmdlet again.";
             if (int.TryParse(p.Text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int asPid))
                 message += $" To select a process by its id, use -Id {asPid}.";
