@@ -38,6 +38,10 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
     /// <summary>The /proc reader every subclass uses.</summary>
     protected ProcessReader Reader { get; private set; } = new();
 
+    /// <summary>Set by cmdlets that resolve names again and again (Watch-ProcessMemory) to reuse
+    /// the identities of pids already seen; null: every resolution reads every process.</summary>
+    protected ProcessIdentityCache? IdentityCache { get; set; }
+
     /// <summary>True when no target was named: every readable process is wanted, so processes
     /// the caller may not read are skipped with one warning instead of an error each.</summary>
     protected bool AllProcesses => ParameterSetName == NameSet && Name is null;
@@ -156,12 +160,14 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
             .Select(n => (Text: n, Pattern: new WildcardPattern(n, WildcardOptions.IgnoreCase | WildcardOptions.CultureInvariant), Matched: false))
             .ToArray();
         var found = new List<ProcessIdentity>();
-        foreach (int pid in Reader.Root.ListProcessIds())
+        List<int> listed = Reader.Root.ListProcessIds();
+        IdentityCache?.Retain(listed);
+        foreach (int pid in listed)
         {
             ProcessIdentity identity;
             try
             {
-                identity = Reader.ReadIdentity(pid);
+                identity = IdentityCache?.Read(pid) ?? Reader.ReadIdentity(pid);
             }
             catch (LeakToolsException)
             {

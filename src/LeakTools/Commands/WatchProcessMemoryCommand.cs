@@ -58,6 +58,10 @@ public sealed class WatchProcessMemoryCommand : ProcessTargetCommandBase
             MyInvocation.BoundParameters.ContainsKey(nameof(Count)) ? Count : null,
             MyInvocation.BoundParameters.ContainsKey(nameof(Duration)) ? Duration : null);
         bool byName = ParameterSetName == NameSet;
+        // Names are resolved at every tick to follow restarts (a new pid is read at once); known
+        // pids are re-read every 15-30 s only, to notice one that exec()ed another program. That
+        // keeps a tick under a millisecond among hundreds of processes.
+        if (byName) IdentityCache = new ProcessIdentityCache(Reader, TimeSpan.FromSeconds(30));
         var watched = new Dictionary<int, string>();
         var remaining = new List<int>(_ids.Distinct());
         var progress = new ProgressRecord(0x6C74, "Watch-ProcessMemory", "Sampling");
