@@ -11,6 +11,11 @@ public sealed record TrendOptions
     /// <summary>1 - the p-value a trend must beat (0.95: p &lt; 0.05).</summary>
     public double Confidence { get; init; } = 0.95;
 
+    /// <summary>A rise or fall smaller than this over the whole span (bytes) is Stable: Pss is
+    /// printed in KiB and moves by a few KiB whenever other processes map or unmap the libraries it
+    /// shares, so 16 pages is below what the figure can tell.</summary>
+    public long MinimumChange { get; init; } = 64 * 1024;
+
     /// <summary>Fewer samples than this give InsufficientData.</summary>
     public int MinimumSamples { get; init; } = 5;
 
@@ -25,7 +30,8 @@ public readonly record struct TrendPoint(DateTime Time, long Value);
 /// <summary>Judges whether a process's memory grows. Growing needs all of:
 /// <list type="number">
 /// <item>a significant monotonic trend (Mann–Kendall, p below 1 - Confidence);</item>
-/// <item>a robust slope (Theil–Sen) of at least MinimumGrowth per hour;</item>
+/// <item>a robust slope (Theil–Sen) of at least MinimumGrowth per hour, and a change over the
+///   span of at least <see cref="TrendOptions.MinimumChange"/> (64 KiB);</item>
 /// <item>the rise of the trend line over the span larger than the swing around it (the 10th to
 ///   90th percentile of the residuals): a sawtooth that allocates and frees rises fast inside each
 ///   tooth, but over the window its line rises less than the tooth is tall;</item>
@@ -100,6 +106,8 @@ public static class TrendAnalyzer
         double perHour = Math.Abs(slope) * 3600;
         if (perHour < options.MinimumGrowthPerHour)
             return (TrendVerdict.Stable, $"Memory {direction} {Bytes(perHour)}/h, below -MinimumGrowth {Bytes(options.MinimumGrowthPerHour)}/h (p={p}).");
+        if (Math.Abs(growth) < options.MinimumChange)
+            return (TrendVerdict.Stable, $"Memory {direction} only {Bytes(Math.Abs(growth))} over the span, less than {Bytes(options.MinimumChange)}: within what page sharing with other processes moves it (p={p}).");
         if (Math.Abs(growth) <= oscillation)
             return (TrendVerdict.Stable, $"The trend line {direction} {Bytes(Math.Abs(growth))} over the span, less than the samples swing around it ({Bytes(oscillation)}): an oscillation such as allocate-and-free, not a lasting change (p={p}).");
         if (sign * floorRise <= oscillation / 2)

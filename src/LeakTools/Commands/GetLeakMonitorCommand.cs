@@ -22,7 +22,7 @@ public sealed class GetLeakMonitorCommand : PSCmdlet
 
     protected override void ProcessRecord()
     {
-        var registry = new MonitorRegistry(SessionState.Path.GetUnresolvedProviderPathFromPSPath(Root));
+        var registry = new MonitorRegistry(this.ResolvePath(Root)!);
         foreach (LeakMonitor monitor in MonitorLookup.Find(this, registry, Name))
         {
             AddLastRun(monitor);

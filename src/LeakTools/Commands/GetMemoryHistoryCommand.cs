@@ -53,7 +53,7 @@ public sealed class GetMemoryHistoryCommand : PSCmdlet
             ThrowTerminatingError(ErrorRecords.InvalidArgument("HistoryPathRequired", "Give the history with -Path (or -MonitorName for a monitor's default history).", null));
             return;
         }
-        path = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
+        path = this.ResolvePath(path)!;
         var patterns = Name?.Select(n => new WildcardPattern(n, WildcardOptions.IgnoreCase | WildcardOptions.CultureInvariant)).ToArray();
         var query = new HistoryQuery
         {

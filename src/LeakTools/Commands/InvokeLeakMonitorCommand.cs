@@ -81,10 +81,7 @@ public sealed class InvokeLeakMonitorCommand : ProcessTargetCommandBase
     protected override void BeginProcessing()
     {
         base.BeginProcessing();
-        if (Window <= TimeSpan.Zero) ThrowTerminatingError(ErrorRecords.InvalidArgument("InvalidWindow", $"-Window must be positive, not {Window}.", Window));
-        if (Retention <= TimeSpan.Zero) ThrowTerminatingError(ErrorRecords.InvalidArgument("InvalidRetention", $"-Retention must be positive, not {Retention}.", Retention));
-        if (SampleFields.Find(Property) is not { Kind: SampleFields.FieldKind.Long or SampleFields.FieldKind.NullableLong })
-            ThrowTerminatingError(ErrorRecords.InvalidArgument("UnknownProperty", $"'{Property}' is not a memory figure; use one of {string.Join(", ", SampleFields.SizeProperties)}.", Property));
+        Property = MonitorArguments.Check(this, Property, Window, Retention);
     }
 
     protected override void ProcessRecord()
@@ -98,34 +95,13 @@ public sealed class InvokeLeakMonitorCommand : ProcessTargetCommandBase
     protected override void EndProcessing()
     {
         string monitor = MonitorName ?? (Name is { Length: > 0 } ? string.Join(",", Name) : _ids.Count > 0 ? "pid-" + string.Join(",", _ids) : "all-processes");
-        string history = SessionState.Path.GetUnresolvedProviderPathFromPSPath(History ?? MonitorNames.DefaultHistory(monitor));
+        string history = this.ResolvePath(History ?? MonitorNames.DefaultHistory(monitor))!;
 
         var identities = ParameterSetName == NameSet
             ? ResolveTargets(reportNotFound: false).ToList()
             : _ids.Distinct().Select(pid => ReadById(pid, reportNotFound: false)).OfType<ProcessIdentity>().ToList();
-        var samples = new List<ProcessMemory>();
-        int denied = 0;
-        foreach (ProcessIdentity identity in identities)
-        {
-            try
-            {
-                samples.Add(Reader.ReadMemory(identity));
-            }
-            catch (ProcessExitedException)
-            {
-                WriteVerbose($"Process {identity.Id} ({identity.Name}) exited while it was being read.");
-            }
-            catch (ProcessAccessDeniedException ex) when (AllProcesses)
-            {
-                denied++;
-                WriteVerbose(ex.Message);
-            }
-            catch (LeakToolsException ex)
-            {
-                WriteError(ErrorRecords.From(ex, identity.Id));
-            }
-        }
-        if (denied > 0) WriteWarning($"{denied} process(es) could not be read (another user's, without CAP_SYS_PTRACE) and were skipped.");
+        var samples = identities.Select(i => ReadMemoryGuarded(i)).OfType<ProcessMemory>().ToList();
+        WarnSkippedProcesses();
         if (samples.Count == 0 && identities.Count == 0 && Name is { Length: > 0 })
             WriteWarning($"No process matches {string.Join(", ", Name.Select(n => "'" + n + "'"))}; the run is recorded as not running.");
 
@@ -139,8 +115,8 @@ public sealed class InvokeLeakMonitorCommand : ProcessTargetCommandBase
             Property = Property,
             Trend = new TrendOptions { MinimumGrowthPerHour = MinimumGrowth, Confidence = Confidence },
             Action = Action,
-            SnapshotDirectory = Resolve(SnapshotDirectory) ?? "/var/lib/leaktools/snapshots",
-            PrometheusTextfile = Resolve(PrometheusTextfile),
+            SnapshotDirectory = this.ResolvePath(SnapshotDirectory) ?? "/var/lib/leaktools/snapshots",
+            PrometheusTextfile = this.ResolvePath(PrometheusTextfile),
         };
         ISyslog? syslog = NoSyslog ? null : new LoggerSyslog(Logger, SyslogTag);
         ISnapshotTaker? snapshots = null;
@@ -160,6 +136,4 @@ public sealed class InvokeLeakMonitorCommand : ProcessTargetCommandBase
         foreach (MemoryTrend trend in result.Trends) WriteObject(trend);
         WriteVerbose($"Monitor '{monitor}': {result.Status}; {result.SamplesWritten} sample(s) written to {history}.");
     }
-
-    private string? Resolve(string? path) => path is null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
 }

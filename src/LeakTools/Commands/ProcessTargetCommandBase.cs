@@ -19,6 +19,7 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
     protected const string InputObjectSet = "InputObject";
 
     private int _deniedCount;
+    private readonly HashSet<int> _reported = new();
 
     /// <summary>Process names (wildcards allowed).</summary>
     [Parameter(Position = 0, ParameterSetName = NameSet)]
@@ -50,29 +51,52 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
 
     protected override void ProcessRecord()
     {
-        foreach (ProcessIdentity identity in ResolveTargets())
+        foreach (ProcessIdentity identity in ResolveTargets()) Guarded(identity, ProcessTarget);
+    }
+
+    /// <summary>Runs <paramref name="work"/> for one process with the handling every cmdlet shares:
+    /// a process that exited meanwhile is skipped (-Verbose); one the caller may not read is counted
+    /// for one warning when every process was asked for, else an error; with
+    /// <paramref name="oncePerProcess"/> (cmdlets that read a process again and again) each process
+    /// is reported once. False if the work failed.</summary>
+    protected bool Guarded(ProcessIdentity identity, Action<ProcessIdentity> work, bool oncePerProcess = false)
+    {
+        try
         {
-            try
-            {
-                ProcessTarget(identity);
-            }
-            catch (ProcessExitedException)
-            {
-                WriteVerbose($"Process {identity.Id} ({identity.Name}) exited while it was being read; skipped.");
-            }
-            catch (ProcessAccessDeniedException ex) when (AllProcesses)
+            work(identity);
+            return true;
+        }
+        catch (ProcessExitedException)
+        {
+            WriteVerbose($"Process {identity.Id} ({identity.Name}) exited while it was being read; skipped.");
+        }
+        catch (ProcessAccessDeniedException ex) when (AllProcesses)
+        {
+            if (!oncePerProcess || _reported.Add(identity.Id))
             {
                 _deniedCount++;
                 WriteVerbose(ex.Message);
             }
-            catch (LeakToolsException ex)
-            {
-                WriteError(ErrorRecords.From(ex, identity.Id));
-            }
         }
+        catch (LeakToolsException ex)
+        {
+            if (!oncePerProcess || _reported.Add(identity.Id)) WriteError(ErrorRecords.From(ex, identity.Id));
+        }
+        return false;
     }
 
-    protected override void EndProcessing()
+    /// <summary>Reads a process's memory through <see cref="Guarded"/>; null if it could not.</summary>
+    protected ProcessMemory? ReadMemoryGuarded(ProcessIdentity identity, bool oncePerProcess = false)
+    {
+        ProcessMemory? memory = null;
+        Guarded(identity, i => memory = Reader.ReadMemory(i), oncePerProcess);
+        return memory;
+    }
+
+    protected override void EndProcessing() => WarnSkippedProcesses();
+
+    /// <summary>The one warning for processes skipped because they could not be read.</summary>
+    protected void WarnSkippedProcesses()
     {
         if (_deniedCount > 0)
         {

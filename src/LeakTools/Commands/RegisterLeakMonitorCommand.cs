@@ -108,10 +108,10 @@ public sealed class RegisterLeakMonitorCommand : PSCmdlet
         {
             ThrowTerminatingError(new ErrorRecord(ex, ex.ErrorId, ErrorCategory.InvalidArgument, Interval));
         }
-        if (SampleFields.Find(Property) is not { Kind: SampleFields.FieldKind.Long or SampleFields.FieldKind.NullableLong })
-            ThrowTerminatingError(ErrorRecords.InvalidArgument("UnknownProperty", $"'{Property}' is not a memory figure; use one of {string.Join(", ", SampleFields.SizeProperties)}.", Property));
+        TimeSpan window = MyInvocation.BoundParameters.ContainsKey(nameof(Window)) ? Window : MonitorDefinition.DefaultWindow(Interval);
+        string property = MonitorArguments.Check(this, Property, window, Retention);
 
-        var registry = new MonitorRegistry(Resolve(Root)!);
+        var registry = new MonitorRegistry(this.ResolvePath(Root)!);
         List<LeakMonitor> existing = registry.Find(monitorName);
         if (existing.Count > 0 && !Force)
         {
@@ -127,19 +127,17 @@ public sealed class RegisterLeakMonitorCommand : PSCmdlet
             ProcessName = Name ?? Array.Empty<string>(),
             Scheduler = scheduler,
             Interval = Interval,
-            Window = MyInvocation.BoundParameters.ContainsKey(nameof(Window)) ? Window : MonitorDefinition.DefaultWindow(Interval),
+            Window = window,
             Retention = Retention,
-            History = Resolve(History) ?? registry.UnderRoot(MonitorNames.DefaultHistory(monitorName)),
+            History = this.ResolvePath(History) ?? registry.UnderRoot(MonitorNames.DefaultHistory(monitorName)),
             Action = Action,
-            SnapshotDirectory = Action == MonitorAction.Snapshot ? Resolve(SnapshotDirectory) ?? registry.UnderRoot("/var/lib/leaktools/snapshots") : null,
-            PrometheusTextfile = Resolve(PrometheusTextfile),
-            Property = SampleFields.Find(Property)!.Name,
+            SnapshotDirectory = Action == MonitorAction.Snapshot ? this.ResolvePath(SnapshotDirectory) ?? registry.UnderRoot("/var/lib/leaktools/snapshots") : null,
+            PrometheusTextfile = this.ResolvePath(PrometheusTextfile),
+            Property = property,
             MinimumGrowth = MinimumGrowth,
             Confidence = Confidence,
             SyslogTag = SyslogTag,
         };
-        if (definition.Window <= TimeSpan.Zero) ThrowTerminatingError(ErrorRecords.InvalidArgument("InvalidWindow", $"-Window must be positive, not {definition.Window}.", definition.Window));
-        if (definition.Retention <= TimeSpan.Zero) ThrowTerminatingError(ErrorRecords.InvalidArgument("InvalidRetention", $"-Retention must be positive, not {definition.Retention}.", definition.Retention));
 
         MonitorCommand command = BuildCommand(definition);
         string target = string.Join(", ", registry.FilesOf(monitorName, scheduler).Take(scheduler == MonitorScheduler.Cron ? 1 : 2));
@@ -183,7 +181,7 @@ public sealed class RegisterLeakMonitorCommand : PSCmdlet
     {
         if (PwshPath is not null)
         {
-            string path = Resolve(PwshPath)!;
+            string path = this.ResolvePath(PwshPath)!;
             if (!File.Exists(path)) ThrowTerminatingError(ErrorRecords.InvalidArgument("PwshNotFound", $"-PwshPath {path} does not exist.", path));
             return path.EndsWith(".dll", StringComparison.OrdinalIgnoreCase) ? new[] { Muxer(), path } : new[] { path };
         }
@@ -224,6 +222,4 @@ public sealed class RegisterLeakMonitorCommand : PSCmdlet
         }
         return Path.Combine(Path.GetDirectoryName(typeof(RegisterLeakMonitorCommand).Assembly.Location)!, "LeakTools.psd1");
     }
-
-    private string? Resolve(string? path) => path is null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
 }

@@ -57,7 +57,7 @@ public sealed class UnregisterLeakMonitorCommand : PSCmdlet
 
     private IEnumerable<(LeakMonitor, MonitorRegistry)> Find()
     {
-        var registry = new MonitorRegistry(SessionState.Path.GetUnresolvedProviderPathFromPSPath(Root));
+        var registry = new MonitorRegistry(this.ResolvePath(Root)!);
         return MonitorLookup.Find(this, registry, Name).Select(m => (m, registry));
     }
 }

@@ -13,8 +13,6 @@ public sealed class WatchProcessMemoryCommand : ProcessTargetCommandBase
 {
     private readonly CancellationTokenSource _cancel = new();
     private readonly List<int> _ids = new();
-    private readonly HashSet<int> _reported = new();
-    private int _denied;
 
     /// <summary>Time between ticks; a bare number is seconds.</summary>
     [Parameter]
@@ -73,7 +71,7 @@ public sealed class WatchProcessMemoryCommand : ProcessTargetCommandBase
             var now = new Dictionary<int, string>();
             foreach (ProcessIdentity identity in Targets(byName, first, remaining))
             {
-                ProcessMemory? sample = Sample(identity);
+                ProcessMemory? sample = ReadMemoryGuarded(identity, oncePerProcess: true);
                 if (sample is null) continue;
                 now[identity.Id] = identity.Name;
                 WriteObject(sample);
@@ -103,8 +101,7 @@ public sealed class WatchProcessMemoryCommand : ProcessTargetCommandBase
         }
         if (scheduler.Skipped > 0)
             WriteWarning($"{scheduler.Skipped} tick(s) were skipped because sampling took longer than -Interval {SchedulerFiles.Describe(Interval)}.");
-        if (_denied > 0)
-            WriteWarning($"{_denied} process(es) could not be read and were skipped: reading another user's process memory needs root with CAP_SYS_PTRACE. Use -Verbose to list them.");
+        WarnSkippedProcesses();
     }
 
     private IEnumerable<ProcessIdentity> Targets(bool byName, bool first, List<int> pids)
@@ -119,31 +116,6 @@ public sealed class WatchProcessMemoryCommand : ProcessTargetCommandBase
             ProcessIdentity? identity = ReadById(pid, reportNotFound: first);
             if (identity is not null) yield return identity;
         }
-    }
-
-    private ProcessMemory? Sample(ProcessIdentity identity)
-    {
-        try
-        {
-            return Reader.ReadMemory(identity);
-        }
-        catch (ProcessExitedException)
-        {
-            return null;
-        }
-        catch (ProcessAccessDeniedException ex) when (AllProcesses)
-        {
-            if (_reported.Add(identity.Id))
-            {
-                _denied++;
-                WriteVerbose(ex.Message);
-            }
-        }
-        catch (LeakToolsException ex)
-        {
-            if (_reported.Add(identity.Id)) WriteError(ErrorRecords.From(ex, identity.Id));
-        }
-        return null;
     }
 
     /// <summary>Notes processes that appear (a restart under the same name) and exit.</summary>
