@@ -149,9 +149,12 @@ public sealed class CsvHistoryStore : IHistoryStore
         if (_readOnly || !File.Exists(Path)) return 0;
         UpdateState(s => s.Episodes.RemoveAll(e => e.Ended is { } end && end < cutoff));
         using FileStream stream = FileLocks.OpenExclusive(Path, _timeout, () => HistoryErrors.Locked(Path), ex => HistoryErrors.NotWritable(Path, ex.Message, ex), FileMode.Open);
-        // Cheap check first: nothing to do unless the oldest sample is past the cutoff.
+        // Cheap check first: rows are appended in time order, so the first one is the oldest; nothing
+        // to do (and nothing more read) unless it is past the cutoff.
+        ProcessMemory? oldest = ReadSamples(stream).FirstOrDefault();
+        if (oldest is null || oldest.Timestamp >= cutoff) return 0;
+        stream.Seek(0, SeekOrigin.Begin);
         var samples = ReadSamples(stream).ToList();
-        if (samples.Count == 0 || samples.Min(m => m.Timestamp) >= cutoff) return 0;
         string[] header = ReadHeader(stream);
         var fields = header.Select(h => SampleFields.Find(h) ?? (h.Equals("PID", StringComparison.OrdinalIgnoreCase) ? SampleFields.Find("Id") : null)).ToArray();
         var kept = samples.Where(m => m.Timestamp >= cutoff).ToList();

@@ -76,8 +76,6 @@ public sealed class PendingSamples : IDisposable
         return groups;
     }
 
-    public int Count => ReadAll().Sum(g => g.Samples.Count);
-
     /// <summary>Empties the spool once its samples are in the history.</summary>
     public void Clear()
     {
