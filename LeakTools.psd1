@@ -11,6 +11,9 @@
     FormatsToProcess     = @(
         'LeakTools.ProcFs.Format.ps1xml'
         'LeakTools.StackFrame.Format.ps1xml'
+        'LeakTools.Symbols.Format.ps1xml'
+        'LeakTools.Reports.Format.ps1xml'
+        'LeakTools.Dumps.Format.ps1xml'
         'LeakTools.Monitoring.Format.ps1xml'
     )
     TypesToProcess       = @(
@@ -20,6 +23,12 @@
         'Get-ProcessPss'
         'Get-ProcessMemoryMap'
         'Get-SystemMemory'
+        'Resolve-Address'
+        'Get-ElfSymbol'
+        'Invoke-Valgrind'
+        'Import-ValgrindLog'
+        'Invoke-CoreCapture'
+        'Get-CoreDump'
         'Watch-ProcessMemory'
         'Measure-MemoryTrend'
         'Get-MemoryHistory'

@@ -37,7 +37,7 @@ function Invoke-BuildTask {
     if (Test-Path $ModuleOut) { Remove-Item $ModuleOut -Recurse -Force }
     $null = New-Item -ItemType Directory -Path $ModuleOut -Force
     $bin = Join-Path $Root "src/LeakTools/bin/$Configuration/net8.0"
-    Get-ChildItem $bin -File | Where-Object { $_.Extension -in '.dll', '.json' -and $_.Name -notlike '*.runtimeconfig.json' } |
+    Get-ChildItem $bin -File | Where-Object { $_.Extension -in '.dll', '.json' -and ($_.Name -notlike '*.runtimeconfig.json' -or $_.Name -eq 'LeakTools.Host.runtimeconfig.json') } |
         Copy-Item -Destination $ModuleOut
     foreach ($dir in Get-ChildItem $bin -Directory) {
         # native assets of packages (runtimes/<rid>/native) travel with the dlls

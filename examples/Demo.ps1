@@ -43,9 +43,51 @@ try {
     Get-ProcessPss leaky-daemon | Get-ProcessMemoryMap | Sort-Object Rss -Descending | Select-Object -First 5 | Format-Table | Out-Wide
     Write-Host 'The growth is anonymous memory in [heap]: malloc''d blocks that are never freed.'
 
+    Show 'Which code allocates? Resolve-Address turns addresses into functions and source lines'
+    Write-Host '> Get-ElfSymbol $exe -Type FUNC -DefinedOnly | Where-Object Size -gt 0'
+    Get-ElfSymbol $exe -Type FUNC -DefinedOnly | Where-Object Size -gt 0 | Format-Table | Out-Wide
+    # At -O2 gcc inlines session_open and handle_request into main: find the leaking malloc's code
+    # among main's addresses (file addresses, like addr2line -e), then resolve it in the live daemon.
+    $source = Join-Path $PSScriptRoot 'leaky-daemon.c'
+    $leakLine = (Select-String -Path $source -Pattern 's->buffer = malloc').LineNumber
+    $main = Get-ElfSymbol $exe -Name main -Type FUNC
+    $site = [int]$main.Address..([int]$main.Address + $main.Size - 1) | Resolve-Address -Path $exe |
+        Where-Object { $_.Line -eq $leakLine -and $_.Function -eq 'session_open' } | Select-Object -First 1
+    $base = (Get-ProcessMemoryMap -Id $daemon.Id | Where-Object { $_.Mapping -eq $exe -and $_.Offset -eq 0 }).Address
+    $runtime = $base + $site.ModuleOffset
+    Write-Host ('> Resolve-Address -Id {0} 0x{1:x}' -f $daemon.Id, $runtime)
+    Resolve-Address -Id $daemon.Id $runtime | Format-Table | Out-Wide
+    Write-Host ('One runtime address, three frames: session_open was inlined into handle_request, itself inlined into main; line {0} is the buffer that leaks.' -f $leakLine)
+
+    Show 'Hand it to the developers: a live core, without killing the daemon (gcore without gdb)'
+    Write-Host '> Get-ProcessPss leaky-daemon | Invoke-CoreCapture -Destination $work -Compress'
+    $core = Get-ProcessPss leaky-daemon | Invoke-CoreCapture -Destination $work -Compress
+    $core | Format-Table | Out-Wide
+    Write-Host ('The daemon was stopped for {0:N1} ms and is still running: {1}.' -f $core.FreezeTime.TotalMilliseconds, (-not $daemon.HasExited))
+
+    Show 'Cores on this machine: abrt, systemd-coredump, core_pattern''s folder, and -Path folders'
+    Write-Host '> Get-CoreDump -Path $work | Where-Object Name -eq leaky-daemon | Sort-Object Time'
+    Get-CoreDump -Path $work | Where-Object Name -eq leaky-daemon | Sort-Object Time | Format-Table | Out-Wide
+    Write-Host '> Get-CoreDump -Path $work | Select-Object -First 1 | Format-List Name, Id, CommandLine, Executable, Threads, Compression, Size'
+    Get-CoreDump -Path $work | Select-Object -First 1 | Format-List Name, Id, CommandLine, Executable, Threads, Compression, Size | Out-Wide
+
     Show 'And the machine as a whole'
     Write-Host '> Get-SystemMemory'
     Get-SystemMemory | Format-List | Out-Wide
+
+    if (Get-Command valgrind -ErrorAction Ignore) {
+        Show 'Which line leaks? A second daemon under valgrind for 3 seconds, stopped with SIGINT like Ctrl+C'
+        Write-Host "> `$report = Invoke-Valgrind $exe -ArgumentList 200, 2 -Duration 3"
+        Write-Host '> $report | Where-Object Kind -eq DefinitelyLost; $report[-1]'
+        $report = Invoke-Valgrind $exe -ArgumentList 200, 2 -Duration 3
+        $report | Where-Object Kind -eq DefinitelyLost | Out-Wide
+        $report[-1] | Out-Wide
+        $lost = $report | Where-Object Kind -eq DefinitelyLost | Sort-Object Bytes -Descending | Select-Object -First 1
+        Write-Host ('{0:N0} bytes in {1:N0} blocks lost, allocated in {2} at {3}:{4}: the buffer session_close() forgets.' -f $lost.Bytes, $lost.Blocks, $lost.Function, (Split-Path $lost.File -Leaf), $lost.Line)
+    }
+    else {
+        Write-Host "`n(valgrind is not installed: skipping Invoke-Valgrind)"
+    }
 }
 finally {
     if (-not $daemon.HasExited) { Stop-Process -Id $daemon.Id; $daemon.WaitForExit(5000) | Out-Null }

@@ -19,6 +19,8 @@ public enum FailureKind
     NotSupported,
     /// <summary>An operating-system call failed for another reason.</summary>
     SystemError,
+    /// <summary>Output could not be written (destination full or failing).</summary>
+    WriteFailed,
 }
 
 /// <summary>Base of every error that LeakTools.Core reports on purpose. Cmdlets turn these into

@@ -24,6 +24,7 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
     /// <summary>Process names (wildcards allowed).</summary>
     [Parameter(Position = 0, ParameterSetName = NameSet)]
     [Alias("ProcessName")]
+    [SupportsWildcards]
     [ValidateNotNullOrEmpty]
     public string[]? Name { get; set; }
 
@@ -192,6 +193,12 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
             try
             {
                 identity = IdentityCache?.Read(pid) ?? Reader.ReadIdentity(pid);
+            }
+            catch (ProcessAccessDeniedException ex) when (AllProcesses)
+            {
+                _deniedCount++; // /proc mounted with hidepid=1: the directory shows, its files do not
+                WriteVerbose(ex.Message);
+                continue;
             }
             catch (LeakToolsException)
             {

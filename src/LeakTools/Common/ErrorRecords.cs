@@ -15,6 +15,7 @@ internal static class ErrorRecords
         FailureKind.InvalidData => ErrorCategory.InvalidData,
         FailureKind.ResourceBusy => ErrorCategory.ResourceBusy,
         FailureKind.NotSupported => ErrorCategory.NotImplemented,
+        FailureKind.WriteFailed => ErrorCategory.WriteError,
         _ => ErrorCategory.NotSpecified,
     };
 
