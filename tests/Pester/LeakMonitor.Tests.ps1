@@ -153,8 +153,8 @@ Describe 'Invoke-LeakMonitor' {
     It 'warns in syslog once per episode and snapshots once per episode through Invoke-CoreCapture' {
         $db = Join-Path $TestDrive 'grow.db'
         $snapDir = Join-Path $TestDrive 'snaps'
-        # Issue 5's Invoke-CoreCapture is not in this build: a function of that name stands in and
-        # records how the monitor calls it (the lookup finds functions as well as cmdlets).
+        # A function of that name takes precedence over the Invoke-CoreCapture cmdlet and records
+        # how the monitor calls it; the next test uses the real one.
         $global:CoreCaptureCalls = [System.Collections.Generic.List[object]]::new()
         function global:Invoke-CoreCapture { param([int[]] $Id, [string] $Method, [string] $Destination, [switch] $Confirm)
             $global:CoreCaptureCalls.Add([pscustomobject]@{ Id = $Id; Method = $Method; Destination = $Destination })
@@ -178,15 +178,34 @@ Describe 'Invoke-LeakMonitor' {
         $log[0] | Should -Match ([regex]::Escape("Snapshot: $(Join-Path $snapDir "core.$($Grow.Pid)")"))
     }
 
-    It 'says clearly when -Action Snapshot has no Invoke-CoreCapture to call' {
-        Get-Command Invoke-CoreCapture -ErrorAction Ignore | Should -BeNullOrEmpty -Because 'this test is for builds without issue 5'
-        $db = Join-Path $TestDrive 'nosnap.db'
-        $runs = for ($i = 0; $i -lt 7; $i++) {
-            $null = Invoke-LeakMonitor -Id $Grow.Pid -History $db -Window 60 -Action Snapshot -NoSyslog -WarningVariable w -WarningAction SilentlyContinue
-            , "$w"   # the warnings of one run
+    It 'takes one real snapshot per growth episode with Invoke-CoreCapture, and the process runs on' {
+        $db = Join-Path $TestDrive 'real-snap.db'
+        $snapDir = Join-Path $TestDrive 'real-snaps'
+        $trends = for ($i = 0; $i -lt 9; $i++) {
+            Invoke-LeakMonitor -Id $Grow.Pid -MonitorName real -History $db -Window 60 -Action Snapshot -SnapshotDirectory $snapDir -NoSyslog -WarningAction SilentlyContinue
             Start-Sleep -Milliseconds 300
         }
-        $runs | ForEach-Object { $_ | Should -Match 'needs Invoke-CoreCapture' }
+        $trends[-1].Verdict | Should -Be 'Growing'
+        $cores = @(Get-ChildItem $snapDir -File)
+        $cores | Should -HaveCount 1 -Because 'one episode, one snapshot, however many runs see it growing'
+        $dump = @(Get-CoreDump -Path $snapDir)
+        $dump | Should -HaveCount 1
+        $dump[0].Id | Should -Be $Grow.Pid
+        Test-Path "/proc/$($Grow.Pid)" | Should -BeTrue
+        (Get-Content "/proc/$($Grow.Pid)/stat" -Raw) -replace '^.*\) ', '' | Should -Match '^[RS] '   # running or sleeping, not stopped
+        $store = [LeakTools.Core.Monitoring.SqliteHistoryStore]::new($db, $true, [timespan]::FromSeconds(1))
+        try { $store.OpenEpisodes('real')[0].SnapshotPath | Should -Be $cores[0].FullName } finally { $store.Dispose() }
+    }
+
+    It 'says clearly when -Action Snapshot has no Invoke-CoreCapture to call' {
+        # A session with the monitor but without Invoke-CoreCapture (a build before core capture, or
+        # an Import-Module -Cmdlet that leaves it out).
+        $db = Join-Path $TestDrive 'nosnap.db'
+        $script = "Import-Module '$ModulePath' -Cmdlet Invoke-LeakMonitor; " +
+            "for (`$i = 0; `$i -lt 7; `$i++) { `$null = Invoke-LeakMonitor -Id $($Grow.Pid) -History '$db' -Window 60 -Action Snapshot -NoSyslog -WarningVariable w -WarningAction SilentlyContinue; 'RUN ' + (`$w -join ' | '); Start-Sleep -Milliseconds 300 }"
+        $runs = @(& $Pwsh[0] @($Pwsh | Select-Object -Skip 1) -NoProfile -NonInteractive -Command $script | Where-Object { $_ -like 'RUN *' })
+        $runs | Should -HaveCount 7
+        $runs | ForEach-Object { $_ | Should -Match 'needs Invoke-CoreCapture, which this session does not have' }
         @($runs | Where-Object { $_ -match 'Invoke-CoreCapture is not available' }) | Should -HaveCount 1   # in one run: one episode, one attempt
     }
 
