@@ -14,6 +14,7 @@
         'LeakTools.Symbols.Format.ps1xml'
         'LeakTools.Reports.Format.ps1xml'
         'LeakTools.Dumps.Format.ps1xml'
+        'LeakTools.Monitoring.Format.ps1xml'
     )
     TypesToProcess       = @(
         'LeakTools.Types.ps1xml'
@@ -28,6 +29,13 @@
         'Import-ValgrindLog'
         'Invoke-CoreCapture'
         'Get-CoreDump'
+        'Watch-ProcessMemory'
+        'Measure-MemoryTrend'
+        'Get-MemoryHistory'
+        'Invoke-LeakMonitor'
+        'Register-LeakMonitor'
+        'Get-LeakMonitor'
+        'Unregister-LeakMonitor'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()
