@@ -14,6 +14,7 @@
         'LeakTools.Symbols.Format.ps1xml'
         'LeakTools.Reports.Format.ps1xml'
         'LeakTools.Dumps.Format.ps1xml'
+        'LeakTools.Heap.Format.ps1xml'
     )
     TypesToProcess       = @(
         'LeakTools.Types.ps1xml'
@@ -28,6 +29,8 @@
         'Import-ValgrindLog'
         'Invoke-CoreCapture'
         'Get-CoreDump'
+        'Find-LeakedAllocation'
+        'Get-HeapSummary'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

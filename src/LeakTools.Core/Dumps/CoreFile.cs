@@ -75,6 +75,10 @@ public sealed class CoreFile : IDisposable
 
     public bool IsSnapshot => LeakToolsInfo.GetValueOrDefault("method") == "Snapshot";
 
+    /// <summary>The open (uncompressed) core file, for readers that map it (the heap scan); null
+    /// for a core opened with <see cref="ReadHeader"/>.</summary>
+    internal Microsoft.Win32.SafeHandles.SafeFileHandle? DataHandle => _file?.SafeFileHandle;
+
     /// <summary>The executable: the NT_FILE entry holding AT_PHDR or AT_ENTRY, else the first one.</summary>
     public string? Executable
     {
