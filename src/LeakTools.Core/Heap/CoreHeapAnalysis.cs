@@ -97,7 +97,7 @@ public sealed class CoreHeapAnalysis : IDisposable
         {
             if (core.Truncated) warnings.Add($"The core is {core.Problem}.");
             if (core.Segments.Count == 0)
-                throw new LeakToolsException(FailureKind.InvalidData, "HeapNotInCore", $"{corePath} holds no memory at all.", corePath);
+                throw new LeakToolsException(FailureKind.InvalidData, "HeapNotInCore", core.Truncated ? $"{corePath} is {core.Problem}: it holds no memory." : $"{corePath} holds no memory at all.", corePath);
             memory = new CoreMemory(core);
             SymbolCache symbols = options.Symbols ?? SymbolCache.Shared;
             GlibcModule libc = GlibcModule.Locate(memory, symbols, options.ExecutablePath, warnings);

@@ -80,8 +80,14 @@ internal sealed class GlibcHeap
 
     private ulong U64(ulong address) => _memory.TryU64(address, out ulong v) ? v : 0;
 
-    private LeakToolsException NotInCore(string what) => new(FailureKind.InvalidData, "HeapNotInCore",
-        $"The core does not hold {what}: it was written without anonymous memory (coredump_filter) or is truncated, so the heap cannot be read.", _memory.Core.Path);
+    private LeakToolsException NotInCore(string what)
+    {
+        CoreFile core = _memory.Core;
+        string why = core.Truncated ? $"the core is {core.Problem}"
+            : core.LeakToolsInfo.TryGetValue("coredump_filter", out string? filter) ? $"the process's coredump_filter ({filter}) kept anonymous memory out of it"
+            : "it was written without anonymous memory (coredump_filter 0x33 or more keeps it)";
+        return new LeakToolsException(FailureKind.InvalidData, "HeapNotInCore", $"The core does not hold {what}: {why}, so the heap cannot be read.", core.Path);
+    }
 
     // ---------------------------------------------------------------- arenas and chunk walks
 
@@ -436,10 +442,9 @@ internal sealed class GlibcHeap
                 }
             }
         }
-        long chunkSize = _layout.TcacheChunkSize;
         for (int i = 0; i < Chunks.Count; i++)
         {
-            if (Chunks.Size(i) != chunkSize || Chunks.Kind(i) != ChunkKind.Used) continue;
+            if (!IsTcacheSize(Chunks.Size(i)) || Chunks.Kind(i) != ChunkKind.Used) continue;
             ulong user = Chunks.Address(i) + 16;
             if (!structs.Contains(user) && ValidTcache(user, strict: true)) structs.Add(user);
         }
@@ -455,8 +460,12 @@ internal sealed class GlibcHeap
     private bool IsTcacheChunk(ulong user)
     {
         int c = Chunks.Find(user - 16);
-        return c >= 0 && Chunks.Size(c) == _layout.TcacheChunkSize;
+        return c >= 0 && IsTcacheSize(Chunks.Size(c));
     }
+
+    /// <summary>_int_malloc may hand tcache_init a chunk up to MINSIZE-16 larger than asked (a free
+    /// chunk whose remainder would be too small to split off).</summary>
+    private bool IsTcacheSize(long size) => size >= _layout.TcacheChunkSize && size < _layout.TcacheChunkSize + GlibcLayout.MinChunkSize;
 
     private int Count(ulong tcache, int bin)
     {

@@ -55,21 +55,22 @@ internal sealed partial class GlibcModule
     public bool HasSymbols => MainArena is not null;
 
     /// <summary>Finds glibc in the core's file mappings and reads what the heap walk needs.
-    /// Throws <see cref="LeakToolsException"/>: UnsupportedAllocator, NotGlibc, StaticExecutable,
+    /// Throws <see cref="LeakToolsException"/>: UnsupportedAllocator, NotGlibc,
     /// LibcUnreadable, LibcMismatch, UnknownLibcVersion, UnsupportedLibcVersion.</summary>
     public static GlibcModule Locate(CoreMemory memory, SymbolCache symbols, string? executable, List<string> warnings)
     {
         CoreFile core = memory.Core;
-        string exe = executable ?? core.Executable ?? "";
         var byPath = core.Files.GroupBy(f => f.Path).ToDictionary(g => g.Key, g => g.OrderBy(f => f.Start).ToList());
         string? libcName = byPath.Keys.FirstOrDefault(p => IsGlibcName(FileName(p)));
-        string? musl = byPath.Keys.FirstOrDefault(p => FileName(p).StartsWith("ld-musl-", StringComparison.Ordinal) || FileName(p).StartsWith("libc.musl-", StringComparison.Ordinal));
+        // musl: its loader is its libc (/lib/ld-musl-x86_64.so.1 -> /usr/lib/x86_64-linux-musl/libc.so, or Alpine's libc.musl-x86_64.so.1).
+        string? musl = byPath.Keys.FirstOrDefault(p => FileName(p).StartsWith("ld-musl-", StringComparison.Ordinal) ||
+            FileName(p).StartsWith("libc.musl-", StringComparison.Ordinal) || (p.Contains("musl", StringComparison.Ordinal) && FileName(p) == "libc.so"));
+        if (musl is not null)
+            throw new LeakToolsException(FailureKind.NotSupported, "NotGlibc", $"The process ran with musl libc ({musl}): its allocator is not glibc's malloc, which is the only one Find-LeakedAllocation reads.", core.Path);
         // Code modules only (a mapping overlapping an executable segment): data files and devices are never opened.
         var code = byPath.Where(kv => kv.Value.Any(m => memory.Segments.Any(s => s.Executable && s.VirtualAddress < m.End && m.Start < s.End)))
             .Select(kv => kv.Key).Where(p => p != libcName && !IsLoader(FileName(p)) && !p.StartsWith("/dev/", StringComparison.Ordinal));
         CheckForeignMalloc(code, core.Executable, executable);
-        if (musl is not null)
-            throw new LeakToolsException(FailureKind.NotSupported, "NotGlibc", $"The process ran with musl libc ({musl}): its allocator is not glibc's malloc, which is the only one Find-LeakedAllocation reads.", core.Path);
         if (libcName is null)
         {
             string what = byPath.Count <= 1
@@ -88,7 +89,7 @@ internal sealed partial class GlibcModule
         }
         catch (LeakToolsException ex)
         {
-            string why = deleted ? "it was deleted or replaced after the process started" : ex.Message;
+            string why = deleted ? "it was deleted or replaced after the process started" : ex.Message.TrimEnd('.');
             throw new LeakToolsException(ex.Kind == FailureKind.AccessDenied ? FailureKind.AccessDenied : FailureKind.NotFound, "LibcUnreadable",
                 $"Cannot read the process's libc {libcName}: {why}. Its release and symbols are needed to read the heap.", diskPath, ex);
         }

@@ -82,7 +82,7 @@ public abstract class CoreHeapCommandBase : ProcessTargetCommandBase, IDisposabl
     protected override void ProcessTarget(ProcessIdentity identity)
     {
         string destination = KeepCore ? SessionState.Path.CurrentFileSystemLocation.ProviderPath : System.IO.Path.GetTempPath();
-        var request = new SnapshotRequest { Pid = identity.Id, Destination = destination, StopTimeoutSeconds = 60 };
+        var request = new SnapshotRequest { Pid = identity.Id, Destination = destination, StopTimeoutSeconds = 60, IncludeAllWritable = true };
         CoreDump? dump = HelperSnapshots.Take(this, request, identity.Id, Cancel);
         if (dump is null) return;
         try
