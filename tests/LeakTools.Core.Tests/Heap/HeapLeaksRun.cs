@@ -85,7 +85,7 @@ public sealed class HeapLeaksRun : IDisposable
         }
     }
 
-    public static string Build() => FixtureBuilder.Build("heap-leaks.cpp", "-O0 -g -Wl,--no-as-needed -lstdc++", "lt-heap-leaks");
+    public static string Build() => HeapFixtures.HeapLeaks();
 
     public string Dir { get; }
     public string Exe { get; }
