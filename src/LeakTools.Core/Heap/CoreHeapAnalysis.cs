@@ -109,7 +109,7 @@ public sealed class CoreHeapAnalysis : IDisposable
             analysis.Statistics.Arenas = heap.Arenas.Count;
             analysis.Statistics.Chunks = heap.Chunks.Count;
             analysis.Statistics.MmappedBlocks = heap.Mmapped.Count;
-            analysis.Statistics.HeapBytes = heap.Arenas.Sum(a => a.SystemMem) + heap.Mmapped.Sum(m => m.Size);
+            analysis.Statistics.HeapBytes = heap.Arenas.Sum(a => a.SystemMem) + heap.Mmapped.Sum(m => m.MappingBytes);
             analysis.Statistics.LibcSymbols = libc.SymbolSource;
             foreach (string w in symbols.TakeWarnings()) warnings.Add(w);
             return analysis;
@@ -161,7 +161,7 @@ public sealed class CoreHeapAnalysis : IDisposable
             r.FreeChunks++;
             r.FreeBytes += size;
         }
-        long mmappedBytes = _heap.Mmapped.Sum(m => m.Size);
+        long mmappedBytes = _heap.Mmapped.Sum(m => m.MappingBytes);
         rows.Add(new HeapSummary
         {
             ProcessId = ProcessId,

@@ -20,8 +20,14 @@ internal sealed class ArenaState
     public long WalkedBytes { get; set; }
 }
 
-/// <summary>An mmapped chunk found by its header.</summary>
-internal readonly record struct MmappedChunk(ulong Address, long Size, long PrevSize);
+/// <summary>An mmapped chunk found by its header: the chunk at <paramref name="Address"/> of
+/// <paramref name="Size"/> bytes; <paramref name="PrevSize"/> bytes of the mapping lie before it
+/// (memalign's leading slack; 0 for plain malloc). The mapping is [Address - PrevSize, Address + Size).</summary>
+internal readonly record struct MmappedChunk(ulong Address, long Size, long PrevSize)
+{
+    public ulong MappingStart => Address - (ulong)PrevSize;
+    public long MappingBytes => Size + PrevSize;
+}
 
 /// <summary>Reads glibc's heap from a core: the arenas (main_arena by symbol or by scanning, the
 /// others through its next ring and their 64 MiB-aligned heap_info), every chunk by a header walk
@@ -630,7 +636,7 @@ internal sealed class GlibcHeap
                         long bytes = (long)(size & ~GlibcLayout.SIZE_BITS);
                         if (bytes >= 4096 && (bytes & 0xfff) == 0 && p + (ulong)bytes <= hi)
                         {
-                            (chained ? strong : weak).Add(new MmappedChunk(p, bytes, 0));
+                            (chained ? strong : weak).Add(Realigned(p, bytes));
                             p += (ulong)bytes;
                             continue;
                         }
@@ -643,7 +649,7 @@ internal sealed class GlibcHeap
         List<MmappedChunk> taken = strong;
         if (ExpectedMmapCount is int count && ExpectedMmapBytes is long bytesExpected)
         {
-            long strongBytes = strong.Sum(c => c.Size), weakBytes = weak.Sum(c => c.Size);
+            long strongBytes = strong.Sum(c => c.MappingBytes), weakBytes = weak.Sum(c => c.MappingBytes);
             if (strong.Count == count && strongBytes == bytesExpected)
             {
                 taken = strong;
@@ -666,7 +672,26 @@ internal sealed class GlibcHeap
         foreach (MmappedChunk c in taken.OrderBy(c => c.Address))
         {
             Mmapped.Add(c);
-            _claimed.Add((c.Address, c.Address + (ulong)c.Size));
+            _claimed.Add((c.MappingStart, c.Address + (ulong)c.Size));
         }
+    }
+
+    /// <summary>memalign/posix_memalign/aligned_alloc of an mmapped chunk moves the chunk up to the
+    /// alignment and records the gap in its prev_size, leaving the original header at the
+    /// mapping's start: look for that second header at each power-of-two alignment.</summary>
+    private MmappedChunk Realigned(ulong mapping, long bytes)
+    {
+        for (int shift = 5; shift < 40; shift++)
+        {
+            ulong alignment = 1UL << shift;
+            ulong user = (mapping + 16 + alignment - 1) & ~(alignment - 1);
+            long lead = (long)(user - 16 - mapping);
+            if (lead <= 0) continue;
+            if (lead >= bytes - 32) break;
+            if (_memory.TryU64(mapping + (ulong)lead, out ulong prev) && prev == (ulong)lead &&
+                _memory.TryU64(mapping + (ulong)lead + 8, out ulong size) && size == (ulong)(bytes - lead) + GlibcLayout.IS_MMAPPED)
+                return new MmappedChunk(mapping + (ulong)lead, bytes - lead, lead);
+        }
+        return new MmappedChunk(mapping, bytes, 0);
     }
 }

@@ -110,7 +110,7 @@ public sealed class HeapLeakTests : IClassFixture<HeapLeaksRun>
         Assert.Equal(main.HeapBytes, main.UsedBytes + main.FreeBytes + main.TopBytes); // the brk heap is chunks from sbrk_base to the top's end
         foreach (HeapSummary t in rows.Skip(1).Take(2))
         {
-            Assert.Equal(3, t.TcacheChunks); // each thread's own cache of three 168-byte blocks
+            Assert.InRange(t.TcacheChunks, 3, 5); // each thread's own cache of three 168-byte blocks (and memalign's slack in one)
             Assert.Equal(1, t.Heaps);
             Assert.Equal(1, t.Threads);
             Assert.InRange(t.HeapBytes - (t.UsedBytes + t.FreeBytes + t.TopBytes), 0x8c0, 0x8d0); // heap_info + malloc_state
@@ -118,7 +118,9 @@ public sealed class HeapLeakTests : IClassFixture<HeapLeaksRun>
         HeapSummary mm = rows[3];
         var mmapped = _run.Manifest.Entries.Where(e => e.What != "FREE" && e.Requested >= 128 * 1024).ToList();
         Assert.Equal(mmapped.Count, mm.MmappedChunks);
-        Assert.Equal(mmapped.Sum(e => e.Usable + 16), mm.MmappedBytes);
+        // Whole mappings: the memalign'd one has its leading gap too.
+        Assert.InRange(mm.MmappedBytes!.Value, mmapped.Sum(e => e.Usable + 16), mmapped.Sum(e => e.Usable + 16) + 65536);
+        Assert.Equal(0, mm.MmappedBytes % 4096);
         Assert.All(rows, r => Assert.True(r.Complete));
         Assert.All(rows, r => Assert.Matches(@"^2\.\d+$", r.LibcVersion));
     }
