@@ -108,31 +108,24 @@ internal sealed unsafe class CoreMemory : IDisposable
     public bool TryU64(ulong address, out ulong value)
     {
         byte* p = Pointer(address, out long available);
-        if (p is null || available < 8)
+        if (p is not null && available >= 8)
         {
-            value = 0;
-            return p is not null && ReadSplit(address, out value);
+            value = *(ulong*)p;
+            return true;
         }
-        value = *(ulong*)p;
-        return true;
+        return TryRead(address, out value); // across two segments, or absent
     }
 
-    private bool ReadSplit(ulong address, out ulong value)
-    {
-        Span<byte> b = stackalloc byte[8];
-        value = 0;
-        if (Read(address, b) < 8) return false;
-        value = BitConverter.ToUInt64(b);
-        return true;
-    }
+    public bool TryU32(ulong address, out uint value) => TryRead(address, out value);
 
-    public bool TryU32(ulong address, out uint value)
+    /// <summary>A value of <typeparamref name="T"/> at <paramref name="address"/>, when all its bytes are present.</summary>
+    public bool TryRead<T>(ulong address, out T value) where T : unmanaged
     {
-        Span<byte> b = stackalloc byte[4];
-        value = 0;
-        if (Read(address, b) < 4) return false;
-        value = BitConverter.ToUInt32(b);
-        return true;
+        T v = default;
+        var bytes = new Span<byte>(&v, sizeof(T));
+        bool ok = Read(address, bytes) == bytes.Length;
+        value = ok ? v : default;
+        return ok;
     }
 
     /// <summary>Copies what is present from <paramref name="address"/>; returns the count.</summary>

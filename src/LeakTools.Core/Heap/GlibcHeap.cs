@@ -475,13 +475,8 @@ internal sealed class GlibcHeap
 
     private int Count(ulong tcache, int bin)
     {
-        if (_layout.WideTcacheCounts)
-        {
-            Span<byte> b = stackalloc byte[2];
-            return _memory.Read(tcache + (ulong)bin * 2, b) == 2 ? BitConverter.ToUInt16(b) : -1;
-        }
-        Span<byte> c = stackalloc byte[1];
-        return _memory.Read(tcache + (ulong)bin, c) == 1 ? c[0] : -1;
+        if (_layout.WideTcacheCounts) return _memory.TryRead(tcache + (ulong)bin * 2, out ushort wide) ? wide : -1;
+        return _memory.TryRead(tcache + (ulong)bin, out byte narrow) ? narrow : -1;
     }
 
     private ulong Entry(ulong tcache, int bin) => U64(tcache + (ulong)_layout.TcacheEntriesOffset + (ulong)bin * 8);

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using LeakTools.Core.Heap;
 using LeakTools.Core.Hosting;
 using LeakTools.Tests.Shared;
@@ -29,16 +28,7 @@ public sealed class HeapBadInputTests : IDisposable
         Directory.Delete(_dir, recursive: true);
     }
 
-    private string Snapshot(int pid)
-    {
-        string? path = null;
-        foreach (HelperReply r in _helper.Run("core.snapshot", new SnapshotRequest { Pid = pid, Destination = _dir }))
-        {
-            if (r.Kind == HelperReplyKind.Item) path = r.Data!.Value.Deserialize<CoreDump>(HelperJson.Options)!.Path;
-            if (r.Kind == HelperReplyKind.Done && r.Failure is not null) throw r.Failure.ToException();
-        }
-        return path!;
-    }
+    private string Snapshot(int pid) => HeapLeaksRun.TakeSnapshot(_helper, new SnapshotRequest { Pid = pid, Destination = _dir });
 
     private static string Plain(string flags = "-O0 -g", string compiler = "gcc", string name = "lt-heap-plain") =>
         FixtureBuilder.Build("heap-plain.c", flags, name, compiler);

@@ -70,6 +70,9 @@ public sealed class HeapLeakTests : IClassFixture<HeapLeaksRun>
     [LinuxFact("g++")]
     public void A_snapshot_gives_exactly_the_leaks_the_program_made() => AssertExactlyTheLeaks(_run.Snapshot);
 
+    [LinuxFact("g++")]
+    public void A_zstd_compressed_core_gives_exactly_the_leaks_the_program_made() => AssertExactlyTheLeaks(_run.CompressedSnapshot);
+
     [LinuxFact("g++", "gcore")]
     public void A_gcore_core_gives_exactly_the_leaks_the_program_made() => AssertExactlyTheLeaks(_run.Gcore!);
 

@@ -54,11 +54,8 @@ public sealed class HeapLeaksRun : IDisposable
         Manifest = HeapManifest.Read(manifest);
         using (HelperClient helper = HelperClient.Start())
         {
-            foreach (HelperReply r in helper.Run("core.snapshot", new SnapshotRequest { Pid = f.Pid, Destination = Dir }))
-            {
-                if (r.Kind == HelperReplyKind.Item) Snapshot = r.Data!.Value.Deserialize<CoreDump>(HelperJson.Options)!.Path;
-                if (r.Kind == HelperReplyKind.Done && r.Failure is not null) throw r.Failure.ToException();
-            }
+            Snapshot = TakeSnapshot(helper, new SnapshotRequest { Pid = f.Pid, Destination = Dir });
+            CompressedSnapshot = TakeSnapshot(helper, new SnapshotRequest { Pid = f.Pid, Destination = Dir, Compress = true, FileName = "core.zst" });
         }
         if (LinuxFactAttribute.ToolExists("gcore"))
         {
@@ -71,6 +68,18 @@ public sealed class HeapLeaksRun : IDisposable
             for (int i = 0; i < 400 && Directory.Exists($"/proc/{f.Pid}") && File.ReadAllText($"/proc/{f.Pid}/stat").Split(") ")[1][0] != 'Z'; i++) Thread.Sleep(50);
             KernelCore = Path.Combine(Dir, "core");
         }
+    }
+
+    /// <summary>A snapshot through the helper host; a failure comes back as its LeakToolsException.</summary>
+    internal static string TakeSnapshot(HelperClient helper, SnapshotRequest request)
+    {
+        string? path = null;
+        foreach (HelperReply r in helper.Run("core.snapshot", request))
+        {
+            if (r.Kind == HelperReplyKind.Item) path = r.Data!.Value.Deserialize<CoreDump>(HelperJson.Options)!.Path;
+            if (r.Kind == HelperReplyKind.Done && r.Failure is not null) throw r.Failure.ToException();
+        }
+        return path!;
     }
 
     /// <summary>Why there can be no kernel core here, or null.</summary>
@@ -92,6 +101,8 @@ public sealed class HeapLeaksRun : IDisposable
     public int Pid { get; }
     public HeapManifest Manifest { get; }
     public string Snapshot { get; } = "";
+    /// <summary>A zstd-compressed snapshot, as systemd-coredump stores cores.</summary>
+    public string CompressedSnapshot { get; } = "";
     public string? Gcore { get; }
     public string? KernelCore { get; }
 
