@@ -625,16 +625,11 @@ internal sealed class GlibcHeap
                 bool chained = p == s.VirtualAddress;
                 while (p + 16 <= hi)
                 {
-                    if (_memory.TryU64(p, out ulong prev) && prev == 0 && _memory.TryU64(p + 8, out ulong size) &&
-                        (size & GlibcLayout.SIZE_BITS) == GlibcLayout.IS_MMAPPED)
+                    if (MmappedChunkAt(p, hi) is MmappedChunk c)
                     {
-                        long bytes = (long)(size & ~GlibcLayout.SIZE_BITS);
-                        if (bytes >= 4096 && (bytes & 0xfff) == 0 && p + (ulong)bytes <= hi)
-                        {
-                            (chained ? strong : weak).Add(Realigned(p, bytes));
-                            p += (ulong)bytes;
-                            continue;
-                        }
+                        (chained ? strong : weak).Add(c);
+                        p += (ulong)c.MappingBytes;
+                        continue;
                     }
                     chained = false;
                     p += 4096;
@@ -671,22 +666,31 @@ internal sealed class GlibcHeap
         }
     }
 
-    /// <summary>memalign/posix_memalign/aligned_alloc of an mmapped chunk moves the chunk up to the
-    /// alignment and records the gap in its prev_size, leaving the original header at the
-    /// mapping's start: look for that second header at each power-of-two alignment.</summary>
-    private MmappedChunk Realigned(ulong mapping, long bytes)
+    /// <summary>The mmapped chunk whose mapping starts at page <paramref name="p"/> and ends by
+    /// <paramref name="hi"/>, or null. memalign/posix_memalign/aligned_alloc move the chunk up to
+    /// the alignment and record the gap in its prev_size; the original header left at the
+    /// mapping's start is not kept up to date (a realloc through mremap changes the size only in
+    /// the moved header), so the moved header is looked for first, at each power-of-two alignment.</summary>
+    private MmappedChunk? MmappedChunkAt(ulong p, ulong hi)
     {
-        for (int shift = 5; shift < 40; shift++)
+        ulong room = hi - p;
+        for (int shift = 5; shift <= 24; shift++)
         {
             ulong alignment = 1UL << shift;
-            ulong user = (mapping + 16 + alignment - 1) & ~(alignment - 1);
-            long lead = (long)(user - 16 - mapping);
-            if (lead <= 0) continue;
-            if (lead >= bytes - 32) break;
-            if (_memory.TryU64(mapping + (ulong)lead, out ulong prev) && prev == (ulong)lead &&
-                _memory.TryU64(mapping + (ulong)lead + 8, out ulong size) && size == (ulong)(bytes - lead) + GlibcLayout.IS_MMAPPED)
-                return new MmappedChunk(mapping + (ulong)lead, bytes - lead, lead);
+            ulong lead = ((p + 16 + alignment - 1) & ~(alignment - 1)) - 16 - p;
+            if (lead == 0) continue;
+            if (lead + 16 > room) break;
+            if (!_memory.TryU64(p + lead, out ulong prev) || prev != lead || !_memory.TryU64(p + lead + 8, out ulong size)) continue;
+            ulong bytes = size & ~GlibcLayout.SIZE_BITS;
+            if ((size & GlibcLayout.SIZE_BITS) == GlibcLayout.IS_MMAPPED && bytes >= 32 && ((lead + bytes) & 0xfff) == 0 && lead + bytes <= room)
+                return new MmappedChunk(p + lead, (long)bytes, (long)lead);
         }
-        return new MmappedChunk(mapping, bytes, 0);
+        if (_memory.TryU64(p, out ulong prevSize) && prevSize == 0 && _memory.TryU64(p + 8, out ulong plain) &&
+            (plain & GlibcLayout.SIZE_BITS) == GlibcLayout.IS_MMAPPED)
+        {
+            ulong bytes = plain & ~GlibcLayout.SIZE_BITS;
+            if (bytes >= 4096 && (bytes & 0xfff) == 0 && bytes <= room) return new MmappedChunk(p, (long)bytes, 0);
+        }
+        return null;
     }
 }
