@@ -58,6 +58,8 @@ public sealed class CoreFile : IDisposable
     public string Path { get; private set; } = "";
     /// <summary>zstd, xz, lz4, or null.</summary>
     public string? Compression { get; private set; }
+    /// <summary>e_machine (62 for x86-64).</summary>
+    public ushort Machine { get; private set; }
     /// <summary>Bytes of the (uncompressed) core that are present.</summary>
     public long Length { get; private set; }
     public List<CoreSegment> Segments { get; } = new();
@@ -246,6 +248,7 @@ public sealed class CoreFile : IDisposable
         ushort type = BinaryPrimitives.ReadUInt16LittleEndian(eh.AsSpan(16));
         if (type != ElfCore.ET_CORE)
             throw new LeakToolsException(FailureKind.InvalidData, "NotACore", $"{Path} is an ELF file but not a core (e_type {type}).", Path);
+        Machine = BinaryPrimitives.ReadUInt16LittleEndian(eh.AsSpan(18));
         long phoff = (long)BinaryPrimitives.ReadUInt64LittleEndian(eh.AsSpan(32));
         int phentsize = BinaryPrimitives.ReadUInt16LittleEndian(eh.AsSpan(54));
         int phnum = BinaryPrimitives.ReadUInt16LittleEndian(eh.AsSpan(56));

@@ -95,6 +95,8 @@ public sealed class CoreHeapAnalysis : IDisposable
         CoreMemory? memory = null;
         try
         {
+            if (core.Machine != ElfCore.EM_X86_64)
+                throw new LeakToolsException(FailureKind.NotSupported, "UnsupportedCore", $"{corePath} is a core of another architecture (e_machine {core.Machine}): Find-LeakedAllocation reads x86-64 cores.", corePath);
             if (core.Truncated) warnings.Add($"The core is {core.Problem}.");
             if (core.Segments.Count == 0)
                 throw new LeakToolsException(FailureKind.InvalidData, "HeapNotInCore", core.Truncated ? $"{corePath} is {core.Problem}: it holds no memory." : $"{corePath} holds no memory at all.", corePath);

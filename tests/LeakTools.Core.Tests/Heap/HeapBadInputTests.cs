@@ -83,6 +83,18 @@ public sealed class HeapBadInputTests : IDisposable
     }
 
     [LinuxFact("gcc")]
+    public void A_core_of_another_architecture_is_refused()
+    {
+        byte[] core = File.ReadAllBytes(SnapshotOf(Plain()));
+        BitConverter.GetBytes((ushort)183).CopyTo(core, 18); // e_machine: EM_AARCH64
+        string arm = Path.Combine(_dir, "core.aarch64");
+        File.WriteAllBytes(arm, core);
+        LeakToolsException ex = Refused(arm);
+        Assert.Equal("UnsupportedCore", ex.ErrorId);
+        Assert.Contains("x86-64", ex.Message);
+    }
+
+    [LinuxFact("gcc")]
     public void A_core_without_anonymous_memory_is_refused()
     {
         using FixtureProcess f = FixtureProcess.Start(Plain());
