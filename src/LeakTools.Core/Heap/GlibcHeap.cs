@@ -16,7 +16,7 @@ internal sealed class ArenaState
     public int Heaps { get; set; }
     /// <summary>True when every heap of the arena was walked to its end (top or fencepost).</summary>
     public bool Complete { get; set; } = true;
-    /// <summary>Bytes of chunk walks (every chunk, top included): equals system_mem minus heap headers.</summary>
+    /// <summary>Bytes of the chunk walks (every chunk, top included); for a contiguous main arena, system_mem.</summary>
     public long WalkedBytes { get; set; }
 }
 
@@ -66,11 +66,6 @@ internal sealed class GlibcHeap
     /// <summary>Memory the heap accounts for (heap headers, walked chunks, top, mmapped chunks),
     /// merged and in address order. Everything else present in the core is a root.</summary>
     public IReadOnlyList<(ulong Lo, ulong Hi)> Claimed => _claimed;
-
-    /// <summary>Chunks in use by their header that something marks as possibly free.</summary>
-    public int UncertainCount { get; private set; }
-
-    public GlibcLayout Layout => _layout;
 
     public static GlibcHeap Read(CoreMemory memory, GlibcModule libc, List<string> warnings, CancellationToken cancel)
     {
@@ -165,6 +160,8 @@ internal sealed class GlibcHeap
             {
                 Keep(trial, arena, start, r);
                 _claimed.Add((arena.Top, topEnd));
+                if (sbrkBase != 0 && arena.WalkedBytes != arena.SystemMem)
+                    _warnings.Add($"The main heap's chunks add up to {arena.WalkedBytes:N0} bytes, but main_arena.system_mem says {arena.SystemMem:N0}: the heap may have been changing while the core was taken.");
                 return;
             }
             if (sbrkBase != 0)
@@ -561,7 +558,6 @@ internal sealed class GlibcHeap
         }
         if (marked > 0)
         {
-            UncertainCount += marked;
             _warnings.Add($"{marked} chunk(s) carry a tcache key but are on no tcache list that was read: left out of the leak report.");
         }
     }

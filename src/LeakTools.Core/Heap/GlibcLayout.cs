@@ -87,7 +87,4 @@ internal sealed class GlibcLayout
 
     /// <summary>Usable bytes of an in-use chunk (what malloc_usable_size says).</summary>
     public static long UsableSize(long chunkSize, bool mmapped) => chunkSize - (mmapped ? 16 : 8);
-
-    /// <summary>request2size: the chunk size malloc gives a request of <paramref name="bytes"/>.</summary>
-    public static long ChunkSizeFor(long bytes) => Math.Max(MinChunkSize, (bytes + 8 + 15) & ~15L);
 }

@@ -29,9 +29,6 @@ internal sealed partial class GlibcModule
     /// <summary>Load bias: runtime address = file virtual address + Bias.</summary>
     public ulong Bias { get; }
 
-    /// <summary>The release banner's text ("GNU C Library (Debian GLIBC 2.36-9+deb12u4) stable release version 2.36.").</summary>
-    public string Banner { get; private set; } = "";
-
     /// <summary>Where main_arena is, when libc's symbols say so (else the heap walker scans for it).</summary>
     public ulong? MainArena { get; private set; }
 
@@ -51,8 +48,6 @@ internal sealed partial class GlibcModule
 
     /// <summary>Where libc's symbols came from (for -Verbose), e.g. "/usr/lib/debug/.build-id/93/....debug".</summary>
     public string SymbolSource { get; private set; } = "none";
-
-    public bool HasSymbols => MainArena is not null;
 
     /// <summary>Finds glibc in the core's file mappings and reads what the heap walk needs.
     /// Throws <see cref="LeakToolsException"/>: UnsupportedAllocator, NotGlibc,
@@ -110,11 +105,11 @@ internal sealed partial class GlibcModule
             if (deleted && coreBuildId is null)
                 warnings.Add($"libc {libcName} was replaced after the process started and the core does not hold its build-id: {diskPath} is assumed to be the same file.");
 
-            (int major, int minor, string banner) = ReadVersion(elf, diskPath);
+            (int major, int minor) = ReadVersion(elf, diskPath);
             GlibcLayout layout = GlibcLayout.For(major, minor)
                 ?? throw new LeakToolsException(FailureKind.NotSupported, "UnsupportedLibcVersion",
                     $"The process ran glibc {major}.{minor} ({diskPath}); Find-LeakedAllocation knows the malloc layouts of glibc 2.{GlibcLayout.MinMinor} to 2.{GlibcLayout.MaxMinor}.", diskPath);
-            var module = new GlibcModule(libcName, layout, bias) { Banner = banner };
+            var module = new GlibcModule(libcName, layout, bias);
             module.ReadSymbols(memory, symbols, diskPath, elf, warnings);
             return module;
         }
@@ -184,7 +179,7 @@ internal sealed partial class GlibcModule
     }
 
     /// <summary>The release from libc's banner ("... release version 2.36."), read from the file.</summary>
-    private static (int Major, int Minor, string Banner) ReadVersion(ElfFile elf, string path)
+    private static (int Major, int Minor) ReadVersion(ElfFile elf, string path)
     {
         foreach (ElfSection s in elf.Sections)
         {
@@ -199,10 +194,8 @@ internal sealed partial class GlibcModule
                 Match m = VersionPattern().Match(text);
                 if (m.Success)
                 {
-                    int line = text.IndexOf('\n');
                     return (int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture),
-                            int.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture),
-                            (line < 0 ? text : text[..line]).Trim());
+                            int.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
                 }
                 int next = data[(at + marker.Length)..].IndexOf(marker);
                 at = next < 0 ? -1 : at + marker.Length + next;
