@@ -15,6 +15,7 @@
         'LeakTools.Reports.Format.ps1xml'
         'LeakTools.Dumps.Format.ps1xml'
         'LeakTools.Monitoring.Format.ps1xml'
+        'LeakTools.Heap.Format.ps1xml'
     )
     TypesToProcess       = @(
         'LeakTools.Types.ps1xml'
@@ -36,6 +37,8 @@
         'Register-LeakMonitor'
         'Get-LeakMonitor'
         'Unregister-LeakMonitor'
+        'Find-LeakedAllocation'
+        'Get-HeapSummary'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

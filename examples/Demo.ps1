@@ -65,6 +65,14 @@ try {
     $core | Format-Table | Out-Wide
     Write-Host ('The daemon was stopped for {0:N1} ms and is still running: {1}.' -f $core.FreezeTime.TotalMilliseconds, (-not $daemon.HasExited))
 
+    Show 'Which blocks leaked? Read the glibc heap of a snapshot: no tracer, no restart'
+    Write-Host '> Find-LeakedAllocation -Id $daemon.Id | Group-Object Size, TypeName | Sort-Object Count -Descending'
+    Find-LeakedAllocation -Id $daemon.Id | Group-Object Size, TypeName | Sort-Object Count -Descending | Select-Object -First 5 |
+        Format-Table Count, Name | Out-Wide
+    Write-Host '> Get-HeapSummary -Id $daemon.Id'
+    Get-HeapSummary -Id $daemon.Id | Format-Table | Out-Wide
+    Write-Host 'Blocks of 16,392 usable bytes that nothing points to: the 16 KiB session buffers session_close() forgets.'
+
     Show 'Cores on this machine: abrt, systemd-coredump, core_pattern''s folder, and -Path folders'
     Write-Host '> Get-CoreDump -Path $work | Where-Object Name -eq leaky-daemon | Sort-Object Time'
     Get-CoreDump -Path $work | Where-Object Name -eq leaky-daemon | Sort-Object Time | Format-Table | Out-Wide
