@@ -15,6 +15,8 @@
         'LeakTools.Reports.Format.ps1xml'
         'LeakTools.Dumps.Format.ps1xml'
         'LeakTools.Tracing.Format.ps1xml'
+        'LeakTools.Monitoring.Format.ps1xml'
+        'LeakTools.Heap.Format.ps1xml'
     )
     TypesToProcess       = @(
         'LeakTools.Types.ps1xml'
@@ -30,6 +32,15 @@
         'Invoke-CoreCapture'
         'Get-CoreDump'
         'Watch-Allocation'
+        'Watch-ProcessMemory'
+        'Measure-MemoryTrend'
+        'Get-MemoryHistory'
+        'Invoke-LeakMonitor'
+        'Register-LeakMonitor'
+        'Get-LeakMonitor'
+        'Unregister-LeakMonitor'
+        'Find-LeakedAllocation'
+        'Get-HeapSummary'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -27,16 +27,16 @@ try {
     Write-Host '> Get-ProcessPss leaky-daemon'
     Get-ProcessPss leaky-daemon | Format-Table | Out-Wide
 
-    Show "Sampling Pss once a second for $Seconds seconds"
-    $samples = for ($i = 0; $i -lt $Seconds; $i++) {
-        Get-ProcessPss -Id $daemon.Id
-        Start-Sleep -Seconds 1
-    }
-    $samples | Select-Object Timestamp, @{ n = 'Pss(MiB)'; e = { '{0:N1}' -f ($_.Pss / 1MB) } }, @{ n = 'Uss(MiB)'; e = { '{0:N1}' -f ($_.Uss / 1MB) } } |
+    Show "Sampling it every half second for $Seconds seconds, and judging the trend"
+    Write-Host "> `$samples = Watch-ProcessMemory -Id $($daemon.Id) -Interval 0.5 -Duration $Seconds"
+    $samples = @(Watch-ProcessMemory -Id $daemon.Id -Interval 0.5 -Duration $Seconds -ProgressAction SilentlyContinue)
+    $samples | Select-Object -First 4 -Property @{ n = 'Timestamp'; e = { $_.Timestamp.ToString('HH:mm:ss.fff') } }, @{ n = 'Pss(MiB)'; e = { '{0:N1}' -f ($_.Pss / 1MB) } }, @{ n = 'Uss(MiB)'; e = { '{0:N1}' -f ($_.Uss / 1MB) } } |
         Format-Table | Out-Wide
-    $first, $last = $samples[0], $samples[-1]
-    $rate = ($last.Pss - $first.Pss) / ($last.Timestamp - $first.Timestamp).TotalSeconds
-    Write-Host ('Pss grew {0:N1} MiB in {1:N1} s: {2:N0} KiB/s. Something leaks.' -f (($last.Pss - $first.Pss) / 1MB), ($last.Timestamp - $first.Timestamp).TotalSeconds, ($rate / 1KB))
+    Write-Host "($($samples.Count) samples.)"
+    Write-Host '> $samples | Measure-MemoryTrend'
+    $trend = $samples | Measure-MemoryTrend
+    $trend | Format-Table | Out-Wide
+    Write-Host ('Verdict: {0}. {1}' -f $trend.Verdict, $trend.Reason)
 
     Show 'Where does the memory sit? The five biggest mappings (pmap -X as objects)'
     Write-Host '> Get-ProcessPss leaky-daemon | Get-ProcessMemoryMap | Sort-Object Rss -Descending | Select-Object -First 5'
@@ -70,6 +70,14 @@ try {
     $core = Get-ProcessPss leaky-daemon | Invoke-CoreCapture -Destination $work -Compress
     $core | Format-Table | Out-Wide
     Write-Host ('The daemon was stopped for {0:N1} ms and is still running: {1}.' -f $core.FreezeTime.TotalMilliseconds, (-not $daemon.HasExited))
+
+    Show 'Which blocks leaked? Read the glibc heap of a snapshot: no tracer, no restart'
+    Write-Host '> Find-LeakedAllocation -Id $daemon.Id | Group-Object Size, TypeName | Sort-Object Count -Descending'
+    Find-LeakedAllocation -Id $daemon.Id | Group-Object Size, TypeName | Sort-Object Count -Descending | Select-Object -First 5 |
+        Format-Table Count, Name | Out-Wide
+    Write-Host '> Get-HeapSummary -Id $daemon.Id'
+    Get-HeapSummary -Id $daemon.Id | Format-Table | Out-Wide
+    Write-Host 'Blocks of 16,392 usable bytes that nothing points to: the 16 KiB session buffers session_close() forgets.'
 
     Show 'Cores on this machine: abrt, systemd-coredump, core_pattern''s folder, and -Path folders'
     Write-Host '> Get-CoreDump -Path $work | Where-Object Name -eq leaky-daemon | Sort-Object Time'

@@ -12,43 +12,7 @@ param(
 $ErrorActionPreference = 'Stop'
 Import-Module $ModulePath -Force
 
-Add-Type -CompilerOptions '/unsafe' -TypeDefinition @'
-using System;
-using System.IO;
-using System.Runtime.InteropServices;
-public static unsafe class RawRollupReader
-{
-    [DllImport("libc", EntryPoint = "open")] private static extern int Open(byte* path, int flags);
-    [DllImport("libc", EntryPoint = "read")] private static extern nint Read(int fd, byte* buf, nuint count);
-    [DllImport("libc", EntryPoint = "close")] private static extern int Close(int fd);
-    private static readonly byte[] Buffer = new byte[64 * 1024];
-
-    // Reads every /proc/PID/smaps_rollup whole with open/read/close (no parsing, no objects,
-    // no exceptions): the cheapest possible way; returns the bytes read.
-    public static long ReadAll()
-    {
-        long total = 0;
-        byte* path = stackalloc byte[64];
-        foreach (string dir in Directory.EnumerateDirectories("/proc"))
-        {
-            string name = Path.GetFileName(dir);
-            if (name.Length == 0 || name[0] < '0' || name[0] > '9') continue;
-            string file = "/proc/" + name + "/smaps_rollup";
-            for (int i = 0; i < file.Length; i++) path[i] = (byte)file[i];
-            path[file.Length] = 0;
-            int fd = Open(path, 0);
-            if (fd < 0) continue;
-            fixed (byte* b = Buffer)
-            {
-                nint n;
-                while ((n = Read(fd, b, (nuint)Buffer.Length)) > 0) total += n;
-            }
-            Close(fd);
-        }
-        return total;
-    }
-}
-'@
+Add-Type -CompilerOptions '/unsafe' -Path (Join-Path $PSScriptRoot 'RawRollup.cs')
 
 # More processes make the figure steadier and closer to a real server (hundreds of processes).
 $extra = @()
@@ -61,9 +25,9 @@ try {
     $sw = [System.Diagnostics.Stopwatch]::new()
     $raw = [System.Collections.Generic.List[double]]::new()
     $ours = [System.Collections.Generic.List[double]]::new()
-    for ($w = 0; $w -lt 3; $w++) { $null = [RawRollupReader]::ReadAll(); $null = Get-ProcessPss -WarningAction Ignore }
+    for ($w = 0; $w -lt 3; $w++) { $null = [RawRollup]::ReadAll(); $null = Get-ProcessPss -WarningAction Ignore }
     for ($r = 0; $r -lt $Rounds; $r++) {
-        $sw.Restart(); $null = [RawRollupReader]::ReadAll(); $sw.Stop(); $raw.Add($sw.Elapsed.TotalMilliseconds)
+        $sw.Restart(); $null = [RawRollup]::ReadAll(); $sw.Stop(); $raw.Add($sw.Elapsed.TotalMilliseconds)
         $sw.Restart(); $null = Get-ProcessPss -WarningAction Ignore; $sw.Stop(); $ours.Add($sw.Elapsed.TotalMilliseconds)
     }
     $median = { param($list) $s = @($list | Sort-Object); $s[[int][math]::Floor($s.Count / 2)] }

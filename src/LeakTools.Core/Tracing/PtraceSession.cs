@@ -273,9 +273,22 @@ public sealed unsafe class PtraceSession : IDisposable
     private LeakToolsException SystemError(string what, int tid)
     {
         int errno = Marshal.GetLastPInvokeError();
-        if (errno == Errno.ESRCH && !ProcFields.IsAlive(_root, ProcessId)) return new ProcessExitedException(ProcessId);
+        // A thread we hold stopped only answers ESRCH when SIGKILL woke it: the process is dying,
+        // and /proc may show it alive for a moment longer. Give it that moment.
+        if (errno == Errno.ESRCH && WaitUntilGone(TimeSpan.FromMilliseconds(500))) return new ProcessExitedException(ProcessId);
         return new LeakToolsException(FailureKind.SystemError, "PtraceFailed",
             $"{what} on thread {tid} of process {ProcessId} failed: {Errno.Describe(errno)} (errno {errno}).", ProcessId);
+    }
+
+    private bool WaitUntilGone(TimeSpan timeout)
+    {
+        var deadline = System.Diagnostics.Stopwatch.StartNew();
+        while (ProcFields.IsAlive(_root, ProcessId))
+        {
+            if (deadline.Elapsed > timeout) return false;
+            Thread.Sleep(5);
+        }
+        return true;
     }
 
     private TracedThread RequireStopped(int tid)

@@ -19,6 +19,7 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
     protected const string InputObjectSet = "InputObject";
 
     private int _deniedCount;
+    private readonly HashSet<int> _reported = new();
 
     /// <summary>Process names (wildcards allowed).</summary>
     [Parameter(Position = 0, ParameterSetName = NameSet)]
@@ -39,6 +40,10 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
     /// <summary>The /proc reader every subclass uses.</summary>
     protected ProcessReader Reader { get; private set; } = new();
 
+    /// <summary>Set by cmdlets that resolve names again and again (Watch-ProcessMemory) to reuse
+    /// the identities of pids already seen; null: every resolution reads every process.</summary>
+    protected ProcessIdentityCache? IdentityCache { get; set; }
+
     /// <summary>True when no target was named: every readable process is wanted, so processes
     /// the caller may not read are skipped with one warning instead of an error each.</summary>
     protected bool AllProcesses => ParameterSetName == NameSet && Name is null;
@@ -47,29 +52,52 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
 
     protected override void ProcessRecord()
     {
-        foreach (ProcessIdentity identity in ResolveTargets())
+        foreach (ProcessIdentity identity in ResolveTargets()) Guarded(identity, ProcessTarget);
+    }
+
+    /// <summary>Runs <paramref name="work"/> for one process with the handling every cmdlet shares:
+    /// a process that exited meanwhile is skipped (-Verbose); one the caller may not read is counted
+    /// for one warning when every process was asked for, else an error; with
+    /// <paramref name="oncePerProcess"/> (cmdlets that read a process again and again) each process
+    /// is reported once. False if the work failed.</summary>
+    protected bool Guarded(ProcessIdentity identity, Action<ProcessIdentity> work, bool oncePerProcess = false)
+    {
+        try
         {
-            try
-            {
-                ProcessTarget(identity);
-            }
-            catch (ProcessExitedException)
-            {
-                WriteVerbose($"Process {identity.Id} ({identity.Name}) exited while it was being read; skipped.");
-            }
-            catch (ProcessAccessDeniedException ex) when (AllProcesses)
+            work(identity);
+            return true;
+        }
+        catch (ProcessExitedException)
+        {
+            WriteVerbose($"Process {identity.Id} ({identity.Name}) exited while it was being read; skipped.");
+        }
+        catch (ProcessAccessDeniedException ex) when (AllProcesses)
+        {
+            if (!oncePerProcess || _reported.Add(identity.Id))
             {
                 _deniedCount++;
                 WriteVerbose(ex.Message);
             }
-            catch (LeakToolsException ex)
-            {
-                WriteError(ErrorRecords.From(ex, identity.Id));
-            }
         }
+        catch (LeakToolsException ex)
+        {
+            if (!oncePerProcess || _reported.Add(identity.Id)) WriteError(ErrorRecords.From(ex, identity.Id));
+        }
+        return false;
     }
 
-    protected override void EndProcessing()
+    /// <summary>Reads a process's memory through <see cref="Guarded"/>; null if it could not.</summary>
+    protected ProcessMemory? ReadMemoryGuarded(ProcessIdentity identity, bool oncePerProcess = false)
+    {
+        ProcessMemory? memory = null;
+        Guarded(identity, i => memory = Reader.ReadMemory(i), oncePerProcess);
+        return memory;
+    }
+
+    protected override void EndProcessing() => WarnSkippedProcesses();
+
+    /// <summary>The one warning for processes skipped because they could not be read.</summary>
+    protected void WarnSkippedProcesses()
     {
         if (_deniedCount > 0)
         {
@@ -94,31 +122,38 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
     };
 
     /// <summary>Processes named by this record's parameters; errors for those that do not exist.</summary>
-    protected IEnumerable<ProcessIdentity> ResolveTargets()
+    protected IEnumerable<ProcessIdentity> ResolveTargets() => ResolveTargets(reportNotFound: true);
+
+    /// <summary>As <see cref="ResolveTargets()"/>; with <paramref name="reportNotFound"/> false a
+    /// name or id that matches nothing is no error (cmdlets that re-resolve on every tick to follow
+    /// restarts, and monitors that record "not running").</summary>
+    protected IEnumerable<ProcessIdentity> ResolveTargets(bool reportNotFound)
     {
         switch (ParameterSetName)
         {
             case IdSet:
                 foreach (int pid in Id)
                 {
-                    ProcessIdentity? identity = ReadById(pid);
+                    ProcessIdentity? identity = ReadById(pid, reportNotFound);
                     if (identity is not null) yield return identity;
                 }
                 break;
             case InputObjectSet:
                 foreach (Process process in InputObject)
                 {
-                    ProcessIdentity? identity = ReadById(process.Id);
+                    ProcessIdentity? identity = ReadById(process.Id, reportNotFound);
                     if (identity is not null) yield return identity;
                 }
                 break;
             default:
-                foreach (ProcessIdentity identity in ResolveByName()) yield return identity;
+                foreach (ProcessIdentity identity in ResolveByName(reportNotFound)) yield return identity;
                 break;
         }
     }
 
-    private ProcessIdentity? ReadById(int pid)
+    /// <summary>Reads one process's identity; null (with an error, or silently) when it does not exist, has
+    /// exited, or has no user memory.</summary>
+    protected ProcessIdentity? ReadById(int pid, bool reportNotFound = true)
     {
         try
         {
@@ -127,7 +162,7 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
         }
         catch (ProcessNotFoundException ex)
         {
-            WriteError(ErrorRecords.From(ex, pid));
+            if (reportNotFound) WriteError(ErrorRecords.From(ex, pid));
         }
         catch (ProcessExitedException)
         {
@@ -156,18 +191,20 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
         return true;
     }
 
-    private IEnumerable<ProcessIdentity> ResolveByName()
+    private IEnumerable<ProcessIdentity> ResolveByName(bool reportNotFound = true)
     {
         var patterns = (Name ?? Array.Empty<string>())
             .Select(n => (Text: n, Pattern: new WildcardPattern(n, WildcardOptions.IgnoreCase | WildcardOptions.CultureInvariant), Matched: false))
             .ToArray();
         var found = new List<ProcessIdentity>();
-        foreach (int pid in Reader.Root.ListProcessIds())
+        List<int> listed = Reader.Root.ListProcessIds();
+        IdentityCache?.Retain(listed);
+        foreach (int pid in listed)
         {
             ProcessIdentity identity;
             try
             {
-                identity = Reader.ReadIdentity(pid);
+                identity = IdentityCache?.Read(pid) ?? Reader.ReadIdentity(pid);
             }
             catch (ProcessAccessDeniedException ex) when (AllProcesses)
             {
@@ -201,7 +238,7 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
 
         foreach (var p in patterns)
         {
-            if (p.Matched || WildcardPattern.ContainsWildcardCharacters(p.Text)) continue;
+            if (!reportNotFound || p.Matched || WildcardPattern.ContainsWildcardCharacters(p.Text)) continue;
             string message = $"Cannot find a process with the name \"{p.Text}\". Verify the process name and call the cmdlet again.";
             if (int.TryParse(p.Text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int asPid))
                 message += $" To select a process by its id, use -Id {asPid}.";
