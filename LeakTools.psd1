@@ -14,6 +14,7 @@
         'LeakTools.Symbols.Format.ps1xml'
         'LeakTools.Reports.Format.ps1xml'
         'LeakTools.Dumps.Format.ps1xml'
+        'LeakTools.Tracing.Format.ps1xml'
         'LeakTools.Monitoring.Format.ps1xml'
         'LeakTools.Heap.Format.ps1xml'
     )
@@ -30,6 +31,7 @@
         'Import-ValgrindLog'
         'Invoke-CoreCapture'
         'Get-CoreDump'
+        'Watch-Allocation'
         'Watch-ProcessMemory'
         'Measure-MemoryTrend'
         'Get-MemoryHistory'

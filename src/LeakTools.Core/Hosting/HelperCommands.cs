@@ -40,6 +40,7 @@ public static class HelperCommands
     {
         Register(new SnapshotCommand());
         Register(new EchoCommand());
+        Register(new WatchAllocationCommand());
     }
 
     public static void Register(IHelperCommand command)

@@ -53,14 +53,7 @@ public sealed class InvokeCoreCaptureCommand : ProcessTargetCommandBase, IDispos
         }
         // Named by id (-Id, a number in the first position, or piped objects): a zombie or kernel
         // thread is an error here, not skipped silently as in listings.
-        int[]? ids = ParameterSetName switch
-        {
-            IdSet => Id,
-            InputObjectSet => InputObject.Select(p => p.Id).ToArray(),
-            _ when Name is { Length: > 0 } && Name.All(n => int.TryParse(n, NumberStyles.None, CultureInfo.InvariantCulture, out _)) =>
-                Name.Select(n => int.Parse(n, CultureInfo.InvariantCulture)).ToArray(),
-            _ => null,
-        };
+        int[]? ids = RequestedIds();
         if (ids is not null)
         {
             foreach (int pid in ids)
