@@ -87,4 +87,21 @@ Describe 'Watch-Allocation' {
         { Watch-Allocation -Id $PID -Expire 0 } | Should -Throw -ErrorId 'InvalidExpire,LeakTools.Commands.WatchAllocationCommand'
         { Watch-Allocation -Id 2 -Duration 1 -ErrorAction Stop } | Should -Throw -ErrorId 'KernelThread,LeakTools.Commands.WatchAllocationCommand'
     }
+
+    # This kernel lets CAP_SYS_PTRACE, CAP_SYS_ADMIN or CAP_PERFMON reach another user's process: drop all three.
+    It 'reports PermissionDenied for another user''s process without CAP_SYS_PTRACE, and leaves it alone' -Skip:(-not (Get-Command setpriv -ErrorAction Ignore) -or (id -u) -ne '0') {
+        $exe = Build-TestFixture -Source 'touch-memory.c' -Flags '-O0 -g' -OutputName 'pester-touch-nobody'
+        $other = Start-TestFixture -Path $exe -ArgumentList '64' -Wrapper @('setpriv', '--reuid=65534', '--regid=65534', '--clear-groups')
+        try {
+            $pwsh = Get-PwshCommand
+            $script = "Import-Module '$(Get-TestModulePath)'; try { Watch-Allocation -Id $($other.Pid) -Duration 1 -ErrorAction Stop; 'NO ERROR' } catch { `$_.FullyQualifiedErrorId; `$_.CategoryInfo.Category; `$_.Exception.Message }"
+            $out = & setpriv --bounding-set=-sys_ptrace,-sys_admin,-perfmon -- $pwsh[0] @($pwsh | Select-Object -Skip 1) -NoProfile -Command $script
+            $out[0] | Should -BeLike '*,LeakTools.Commands.WatchAllocationCommand'
+            $out[1] | Should -Be 'PermissionDenied'
+            $out[2] | Should -Match 'CAP_SYS_PTRACE'
+            (Get-Content "/proc/$($other.Pid)/status" | Select-String '^TracerPid:\s+(\d+)').Matches[0].Groups[1].Value | Should -Be '0'
+            $other.Process.HasExited | Should -BeFalse
+        }
+        finally { $other | Stop-TestFixture }
+    }
 }
