@@ -16,6 +16,7 @@ internal static unsafe partial class Ptrace
     public const int PTRACE_SETREGS = 13;
     public const int PTRACE_GETFPREGS = 14;
     public const int PTRACE_SETFPREGS = 15;
+    public const int PTRACE_SINGLESTEP = 9;
     public const int PTRACE_DETACH = 17;
     public const int PTRACE_SETOPTIONS = 0x4200;
     public const int PTRACE_GETEVENTMSG = 0x4201;
@@ -62,6 +63,12 @@ internal static unsafe partial class Ptrace
 
     [LibraryImport(Lib, EntryPoint = "process_vm_writev", SetLastError = true)]
     public static partial nint ProcessVmWritev(int pid, IoVec* local, nuint liovcnt, IoVec* remote, nuint riovcnt, nuint flags);
+
+    [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
+    private static partial long Syscall3(long number, long a, long b, long c);
+
+    /// <summary>tgkill(2) (through syscall(2): glibc before 2.30 has no wrapper).</summary>
+    public static int Tgkill(int pid, int tid, int signal) => (int)Syscall3(234, pid, tid, signal);
 
     [LibraryImport(Lib, EntryPoint = "prlimit", SetLastError = true)]
     public static partial int Prlimit(int pid, int resource, RLimit* newLimit, RLimit* oldLimit);
