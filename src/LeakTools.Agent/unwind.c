@@ -436,6 +436,8 @@ static int compute_rule(uintptr_t pc, struct rule *r)
     return 1;
 }
 
+static void stack_spans(void);
+
 /* ---------- rule cache: 64-bit packed rule, entry valid when key ^ value == pc ---------- */
 
 #define CACHE_BITS 16
@@ -492,6 +494,7 @@ int lt_unwind_init(void)
 {
     if (!s_cache) s_cache = lt_mmap(sizeof(struct cache_entry) << CACHE_BITS);
     if (!s_cache) return 0;
+    stack_spans();
     lt_unwind_refresh_modules();
     return 1;
 }
@@ -499,19 +502,33 @@ int lt_unwind_init(void)
 /* ---------- the walk ---------- */
 
 static __thread uintptr_t t_stack_hi __attribute__((tls_model("initial-exec")));
+static __thread uintptr_t t_stack_span __attribute__((tls_model("initial-exec")));
+static uintptr_t s_main_span = 8u << 20, s_thread_span = 8u << 20;
 
-#define MAX_STACK_SPAN (1ull << 30)
+/* How far below its top a stack may reach: RLIMIT_STACK for the main thread (the kernel keeps other
+ * mappings at least that far below the stack's top) and for threads (glibc's default thread stack
+ * size); unlimited: 1 GiB (the legacy mmap layout puts mappings far from the stack) and 32 MiB. */
+static void stack_spans(void)
+{
+    struct { uint64_t cur, max; } r;
+    if (lt_syscall6(SYS_prlimit64, 0, 3 /* RLIMIT_STACK */, 0, (long)&r, 0, 0) != 0) return;
+    if (r.cur == UINT64_MAX) { s_main_span = 1ull << 30; s_thread_span = 32ull << 20; }
+    else { s_main_span = r.cur < (1ull << 30) ? r.cur : 1ull << 30; s_thread_span = s_main_span; }
+}
 
+/* Top of the current thread's stack, or 0 when sp is not on it (a coroutine's or an alternate
+ * signal stack, or a thread with a larger stack than the default, below its span): then only the
+ * immediate caller is recorded, since reads between sp and the top could cross unmapped memory. */
 static uintptr_t stack_top(uintptr_t sp)
 {
     uintptr_t hi = t_stack_hi;
     if (hi == 0) {
-        if (lt_gettid() == lt_getpid()) hi = &__libc_stack_end ? (uintptr_t)__libc_stack_end : 0;
-        else hi = (uintptr_t)pthread_self();   /* the descriptor sits above this thread's stack */
+        if (lt_gettid() == lt_getpid()) { hi = &__libc_stack_end ? (uintptr_t)__libc_stack_end : 0; t_stack_span = s_main_span; }
+        else { hi = (uintptr_t)pthread_self(); t_stack_span = s_thread_span; }  /* the descriptor sits above this thread's stack */
         if (hi == 0) hi = 1;
         t_stack_hi = hi;
     }
-    if (hi <= sp || hi - sp > MAX_STACK_SPAN) return 0;  /* not on its own stack right now */
+    if (hi <= sp || hi - sp > t_stack_span) return 0;
     return hi;
 }
 

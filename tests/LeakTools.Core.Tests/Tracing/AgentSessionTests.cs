@@ -257,6 +257,35 @@ public sealed class AgentSessionTests
         }
     }
 
+    [LinuxFact("gcc", "unshare")]
+    public void Attach_into_another_mount_namespace_places_the_agent_through_proc_root()
+    {
+        if (Interop.Libc.GetEUid() != 0) return; // a private mount namespace needs root
+        // The target sees a /tmp of its own (a fresh tmpfs), as in a container: neither our agent
+        // path nor our socket folder exists there.
+        string dir = Path.GetDirectoryName(AgentTestTarget.Workload)!;
+        using AgentTestTarget target = AgentTestTarget.SpawnCommand(new[]
+        {
+            "/usr/bin/unshare", "-m", "/bin/sh", "-c", $"cd '{dir}' && mount -t tmpfs leaktools-test /tmp && exec ./{Path.GetFileName(AgentTestTarget.Workload)} 2",
+        });
+        Assert.NotEqual(new FileInfo("/proc/self/ns/mnt").LinkTarget, new FileInfo($"/proc/{target.Pid}/ns/mnt").LinkTarget);
+        using var cts = new CancellationTokenSource();
+        using (AgentSession session = AgentSession.Attach(target.Pid, Options(), CancellationToken.None))
+        {
+            var recorder = new AgentRecorder();
+            Task<AgentSessionEnd> run = Task.Run(() => session.Run(recorder, null, cts.Token));
+            target.Send("leak 1");
+            WaitUntil(() => recorder.Stats is { Allocations: > 100 } && StacksByFunction(recorder, target, new[] { "leak_malloc" }).Count == 1, "leaks seen in the namespace");
+            cts.Cancel();
+            Assert.Equal(AgentSessionEnd.Detached, run.Result);
+        }
+        string mapped = File.ReadAllLines($"/proc/{target.Pid}/maps").First(l => l.Contains(AgentPlacement.LibraryName));
+        Assert.Matches(@" /tmp/leaktools-agent-[0-9a-f]{16}/libleaktools-agent\.so$", mapped);
+        Assert.False(File.Exists(mapped[mapped.IndexOf('/')..]), "the copy lives in the target's /tmp, not ours");
+        Assert.Empty(Directory.GetDirectories($"/proc/{target.Pid}/root/tmp", "leaktools-????????????????")); // socket folder removed
+        Assert.Equal(0, target.CloseAndWait());
+    }
+
     [LinuxFact("gcc")]
     public void Attach_to_a_static_binary_is_refused_cleanly()
     {

@@ -49,11 +49,14 @@ internal sealed unsafe class AgentTestTarget : IDisposable
         }
     }
 
-    public static AgentTestTarget Spawn(params string[] args)
+    public static AgentTestTarget Spawn(params string[] args) => SpawnCommand(new[] { Workload }.Concat(args).ToList());
+
+    /// <summary>Starts a command line that ends up exec'ing the workload (same pid).</summary>
+    public static AgentTestTarget SpawnCommand(IReadOnlyList<string> argv)
     {
         var (inRead, inWrite) = Interop.Spawn.Pipe();
         var (outRead, outWrite) = Interop.Spawn.Pipe();
-        int pid = Interop.Spawn.Start(new[] { Workload }.Concat(args).ToList(), new Dictionary<int, int> { [0] = inRead, [1] = outWrite });
+        int pid = Interop.Spawn.Start(argv, new Dictionary<int, int> { [0] = inRead, [1] = outWrite });
         Libc.Close(inRead);
         Libc.Close(outWrite);
         var t = new AgentTestTarget(pid, inWrite, outRead);
