@@ -114,6 +114,10 @@ LT_HIDDEN void lt_unwind_refresh_modules(void);
 LT_HIDDEN int lt_unwind_from(uintptr_t pc, uintptr_t sp, uintptr_t bp, uintptr_t *out, int max);
 LT_HIDDEN void lt_unwind_flush_cache(void);
 LT_HIDDEN int lt_unwind_init(void);
+/* The stack id of an allocation by function `fn` (entry address `entry`) from the hook's caller,
+ * unwinding at most depth-1 return addresses; reuses the thread's last walk when nothing changed. */
+LT_HIDDEN uint32_t lt_stack_of(uintptr_t entry, uint32_t fn, uintptr_t pc, uintptr_t sp, uintptr_t bp, uint32_t depth);
+LT_HIDDEN void lt_walk_invalidate(void);
 
 /* ---- stacks (stacks.c) ---- */
 /* Counters the hooks update, striped by thread (one cache line per stack and stripe), so threads

@@ -93,10 +93,7 @@ void lt_record_alloc(void *p, uint64_t size, enum lt_fn fn, uintptr_t pc, uintpt
     uint32_t depth = lt_cfg.depth;
     if (depth < 2) depth = 2;
     if (depth > LT_MAX_DEPTH) depth = LT_MAX_DEPTH;
-    uintptr_t frames[depth];
-    frames[0] = (uintptr_t)lt_real[fn];
-    uint32_t n = 1 + (uint32_t)lt_unwind_from(pc, sp, bp, frames + 1, (int)depth - 1);
-    uint32_t id = lt_stack_intern(frames, n);
+    uint32_t id = lt_stack_of((uintptr_t)lt_real[fn], (uint32_t)fn, pc, sp, bp, depth);
     struct lt_hot_counters *h = lt_hot(id);
     atomic_fetch_add_explicit(&h->alloc_count, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->alloc_bytes, size, memory_order_relaxed);

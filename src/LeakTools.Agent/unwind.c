@@ -484,16 +484,21 @@ static int rule_for(uintptr_t pc, struct rule *r)
     return 1;
 }
 
+void lt_walk_invalidate(void);
+
 void lt_unwind_flush_cache(void)
 {
+    lt_walk_invalidate();
     if (!s_cache) return;
     for (uint32_t i = 0; i < (1u << CACHE_BITS); i++) atomic_store_explicit(&s_cache[i].value, 0, memory_order_relaxed);
 }
 
+static int walk_init(void);
+
 int lt_unwind_init(void)
 {
     if (!s_cache) s_cache = lt_mmap(sizeof(struct cache_entry) << CACHE_BITS);
-    if (!s_cache) return 0;
+    if (!s_cache || !walk_init()) return 0;
     stack_spans();
     lt_unwind_refresh_modules();
     return 1;
@@ -537,46 +542,139 @@ static inline int readable(uintptr_t a, uintptr_t lo, uintptr_t hi)
     return a >= lo && a + 8 <= hi && (a & 7) == 0;
 }
 
-/* Writes return addresses starting with `pc` (the hook's caller); returns how many. */
-int lt_unwind_from(uintptr_t pc, uintptr_t sp, uintptr_t bp, uintptr_t *out, int max)
+/* The reads a walk made (addresses and values), so a later walk from the same place can be
+ * confirmed by re-reading them instead of walking again. */
+struct lt_reads {
+    uintptr_t *addr, *val;
+    uint32_t count, capacity;
+    int used_initial_bp;   /* the walk's result depends on the caller's rbp as given */
+};
+
+#define READ_WORD(dst, a)                                                        \
+    do {                                                                         \
+        uintptr_t a_ = (a);                                                      \
+        if (!readable(a_, lo, hi)) goto done;                                    \
+        (dst) = *(const uintptr_t *)a_;                                          \
+        if (rec) {                                                               \
+            if (rec->count == rec->capacity) { rec = NULL; full = 1; }           \
+            else { rec->addr[rec->count] = a_; rec->val[rec->count++] = (dst); } \
+        }                                                                        \
+    } while (0)
+
+/* Writes return addresses starting with `pc` (the hook's caller); returns how many. With `rec`,
+ * records every stack read (rec->count = 0 if there were too many to record). */
+static int walk(uintptr_t pc, uintptr_t sp, uintptr_t bp, uintptr_t *out, int max, struct lt_reads *rec)
 {
     if (max <= 0) return 0;
-    int n = 0;
+    int n = 0, full = 0, bp_initial = 1;
+    struct lt_reads *keep = rec;
+    if (rec) { rec->count = 0; rec->used_initial_bp = 0; }
     out[n++] = pc;
     uintptr_t lo = sp, hi = stack_top(sp);
-    if (hi == 0) return n;
+    if (hi == 0) goto done;
     while (n < max) {
         struct rule r;
         uintptr_t cfa, ra;
         if (rule_for(pc - 1, &r)) {
             if (r.outermost) break;
             if (r.cfa_kind == CFA_RSP) cfa = sp + (uintptr_t)r.cfa_off;
-            else if (r.cfa_kind == CFA_RBP) cfa = bp + (uintptr_t)r.cfa_off;
+            else if (r.cfa_kind == CFA_RBP) { cfa = bp + (uintptr_t)r.cfa_off; if (bp_initial && keep) keep->used_initial_bp = 1; }
             else {
-                uintptr_t a = bp + (uintptr_t)r.cfa_off;
-                if (!readable(a, lo, hi)) break;
-                cfa = *(const uintptr_t *)a;
+                if (bp_initial && keep) keep->used_initial_bp = 1;
+                READ_WORD(cfa, bp + (uintptr_t)r.cfa_off);
             }
             if (cfa <= sp || cfa > hi) break;
-            uintptr_t ra_at = cfa + (uintptr_t)r.ra_off;
-            if (!readable(ra_at, lo, hi)) break;
-            ra = *(const uintptr_t *)ra_at;
-            if (r.rbp_saved) {
-                uintptr_t b = cfa + (uintptr_t)r.rbp_off;
-                if (!readable(b, lo, hi)) break;
-                bp = *(const uintptr_t *)b;
-            }
+            READ_WORD(ra, cfa + (uintptr_t)r.ra_off);
+            if (r.rbp_saved) { READ_WORD(bp, cfa + (uintptr_t)r.rbp_off); bp_initial = 0; }
         } else {
             /* no CFI here (JIT code, hand-written assembly): try the frame-pointer chain */
-            if (!readable(bp, lo, hi) || !readable(bp + 8, lo, hi) || bp < sp) break;
-            ra = ((const uintptr_t *)bp)[1];
+            if (bp_initial && keep) keep->used_initial_bp = 1;
+            if (bp < sp) break;
+            READ_WORD(ra, bp + 8);
             cfa = bp + 16;
-            bp = ((const uintptr_t *)bp)[0];
+            READ_WORD(bp, bp);
+            bp_initial = 0;
         }
         if (ra < 4096) break;
         sp = cfa;
         pc = ra;
         out[n++] = pc;
     }
+done:
+    if (full && keep) keep->count = 0, keep->capacity = 0;
     return n;
+}
+
+int lt_unwind_from(uintptr_t pc, uintptr_t sp, uintptr_t bp, uintptr_t *out, int max)
+{
+    return walk(pc, sp, bp, out, max, NULL);
+}
+
+/* ---------- walk cache ----------
+ * A loop allocating from one place unwinds the same stack again and again. Each thread (hashed
+ * into 256 slots, taken with a try-lock) remembers its last walk: where it started (pc, sp, and rbp
+ * if the walk used it) and every word it read. Re-reading those words and finding them unchanged
+ * proves the walk would come out the same, so the stack id is reused without walking, hashing or
+ * looking it up. The words lie between sp and the top of the same thread's stack: readable, as in
+ * the walk itself. */
+
+#define WALK_SLOTS 256
+#define WALK_READS (3 * LT_MAX_DEPTH + 8)
+
+struct walk_slot {
+    _Atomic int busy;
+    int tid;
+    uint32_t gen, fn, depth, stack, count, use_bp;
+    uintptr_t pc, sp, bp;
+    uintptr_t addr[WALK_READS], val[WALK_READS];
+};
+
+static struct walk_slot *s_walk;
+static _Atomic uint32_t s_walk_gen = 1;
+static __thread int t_tid __attribute__((tls_model("initial-exec")));
+
+void lt_walk_invalidate(void) { atomic_fetch_add(&s_walk_gen, 1); }
+
+static int walk_init(void)
+{
+    if (!s_walk) s_walk = lt_mmap(sizeof(struct walk_slot) * WALK_SLOTS);
+    return s_walk != NULL;
+}
+
+uint32_t lt_stack_of(uintptr_t entry, uint32_t fn, uintptr_t pc, uintptr_t sp, uintptr_t bp, uint32_t depth)
+{
+    int tid = t_tid;
+    if (LT_UNLIKELY(tid == 0)) t_tid = tid = lt_gettid();
+    struct walk_slot *w = s_walk ? &s_walk[((uint32_t)tid * 2654435761u) >> 24] : NULL;
+    int own = w && !atomic_exchange_explicit(&w->busy, 1, memory_order_acquire);
+    uint32_t gen = atomic_load_explicit(&s_walk_gen, memory_order_relaxed);
+    if (own && w->tid == tid && w->gen == gen && w->pc == pc && w->sp == sp && w->fn == fn && w->depth == depth &&
+        (!w->use_bp || w->bp == bp) && w->stack != 0) {
+        uint32_t i = 0;
+        while (i < w->count && *(const volatile uintptr_t *)w->addr[i] == w->val[i]) i++;
+        if (i == w->count) {
+            uint32_t id = w->stack;
+            atomic_store_explicit(&w->busy, 0, memory_order_release);
+            return id;
+        }
+    }
+    uintptr_t frames[LT_MAX_DEPTH];
+    frames[0] = entry;
+    struct lt_reads rec = { own ? w->addr : NULL, own ? w->val : NULL, 0, own ? WALK_READS : 0, 0 };
+    uint32_t n = 1 + (uint32_t)walk(pc, sp, bp, frames + 1, (int)depth - 1, own ? &rec : NULL);
+    uint32_t id = lt_stack_intern(frames, n);
+    if (own) {
+        w->tid = tid;
+        w->gen = gen;
+        w->pc = pc;
+        w->sp = sp;
+        w->bp = bp;
+        w->fn = fn;
+        w->depth = depth;
+        w->count = rec.count;
+        w->use_bp = (uint32_t)rec.used_initial_bp;
+        w->stack = rec.capacity ? id : 0;   /* too many reads to record: never reused */
+        atomic_store_explicit(&w->busy, 0, memory_order_release);
+    }
+    return id;
 }
