@@ -42,7 +42,7 @@ function Invoke-Launched([string] $Command, [string[]] $Arguments) {
 # An attach: start detached, attach the engine, "go", read the result, detach.
 function Invoke-Attached([int] $Loop, [scriptblock] $Attach, [scriptblock] $Detach) {
     $dir = Join-Path $work "attach-$([guid]::NewGuid().ToString('n').Substring(0, 8))"
-    $t = [AllocBenchTarget]::Start($dir, "'$exe' $Iterations $Loop $Depth")
+    $t = [AllocBenchTarget]::Start($dir, "'$exe' $Iterations $Loop $loopDepth")
     try {
         $engine = & $Attach $t.Pid $dir
         try { $t.Go([TimeSpan]::FromMinutes(10)) }
@@ -51,11 +51,12 @@ function Invoke-Attached([int] $Loop, [scriptblock] $Attach, [scriptblock] $Deta
     finally { $t.Dispose() }
 }
 
-$loops = [ordered]@{ 'tight' = 0; '~200 ns' = 130 }
+# name = (work steps, call depth): ~17 frames per stack, and a deep one (~47 frames)
+$loops = [ordered]@{ 'tight' = @(0, $Depth); '~200 ns' = @(130, $Depth); 'tight, deep' = @(0, $Depth + 30) }
 $rows = [System.Collections.Generic.List[object]]::new()
 foreach ($name in $loops.Keys) {
-    $loop = $loops[$name]
-    $fixtureArgs = @("$Iterations", "$loop", "$Depth", 'now')
+    $loop, $loopDepth = $loops[$name]
+    $fixtureArgs = @("$Iterations", "$loop", "$loopDepth", 'now')
     # Interleaved: each round measures every engine once, so a busy machine slows all alike.
     $samples = [ordered]@{}
     function Add-Sample([string] $Key, [double] $Value) { if (-not $samples.Contains($Key)) { $samples[$Key] = [System.Collections.Generic.List[double]]::new() }; $samples[$Key].Add($Value) }
@@ -86,13 +87,14 @@ foreach ($name in $loops.Keys) {
     $measure = [ordered]@{}
     foreach ($k in $samples.Keys) { $measure[$k] = Get-Median $samples[$k].ToArray() }
     foreach ($k in $measure.Keys) {
-        $rows.Add([pscustomobject]@{ Loop = $name; Run = $k; NsPerIteration = $measure[$k]; Slowdown = $measure[$k] / $measure['untraced'] })
+        $rows.Add([pscustomobject]@{ Loop = $name; Run = $k; NsPerIteration = $measure[$k]; Slowdown = $measure[$k] / $measure['untraced']; AddedNs = $measure[$k] - $measure['untraced'] })
     }
 }
 
-Write-Host ("Watch-Allocation engines, alloc-bench.c ({0:N0} iterations, {1} calls deep, median of {2}), slowdown against untraced:" -f $Iterations, $Depth, $Runs)
+Write-Host ("Watch-Allocation engines, alloc-bench.c ({0:N0} iterations, median of {1}), slowdown against untraced in the same run:" -f $Iterations, $Runs)
+Write-Host ("  (tight and ~200 ns: {0} calls deep, ~17 frames a stack; deep: {1} calls, ~47 frames)" -f $Depth, ($Depth + 30))
 foreach ($r in $rows) {
-    Write-Host ('  {0,-8} {1,-34} {2,9:N1} ns/iteration  {3,7:N2}x' -f $r.Loop, $r.Run, $r.NsPerIteration, $r.Slowdown)
+    Write-Host ('  {0,-12} {1,-32} {2,9:N1} ns/iteration  {3,7:N2}x  {4,8:N1} ns added' -f $r.Loop, $r.Run, $r.NsPerIteration, $r.Slowdown, $r.AddedNs)
 }
 if (-not $haveHeaptrack) { Write-Host '  (heaptrack not installed: its rows are missing)' }
 Remove-Item $work -Recurse -Force -ErrorAction Ignore

@@ -111,12 +111,14 @@ public sealed class AgentSessionTests
         target.Send($"load {AgentTestTarget.Plugin} 5");
         target.Send("free");
         target.Send("again 2");
+        target.Send("thread 4"); // a thread born after the attach
         Dictionary<string, int> stacks = new();
         WaitUntil(() =>
         {
-            stacks = StacksByFunction(recorder, target, new[] { "plugin_allocate" });
-            return stacks.Count == 1 && CountersOf(recorder, stacks["plugin_allocate"]).ExpiredCount == 7;
-        }, "the plugin's 7 blocks to expire");
+            stacks = StacksByFunction(recorder, target, new[] { "plugin_allocate", "leak_thread" });
+            return stacks.Count == 2 && CountersOf(recorder, stacks["plugin_allocate"]).ExpiredCount == 7 &&
+                CountersOf(recorder, stacks["leak_thread"]).ExpiredCount == 4;
+        }, "the plugin's 7 blocks and the new thread's 4 to expire");
         WaitUntil(() => recorder.Stats is { UnknownFrees: >= 18, Allocations: > 1000 }, "hammer threads' allocations and the unknown frees");
         Assert.True(recorder.Stats!.Stacks < 200, $"{recorder.Stats.Stacks} distinct stacks for a handful of call sites");
 
@@ -191,6 +193,7 @@ public sealed class AgentSessionTests
         Task run = Task.Run(() => session.Run(recorder, null, CancellationToken.None, () => stopPumping.IsSet));
         target.Send("leak 2");
         WaitUntil(() => recorder.Stats is { Allocations: > 100 }, "allocations");
+        Assert.Equal(expected, target.Send("checksum 300000").Single()); // traced: the same result
         // The controller vanishes without a word (as when pwsh and the helper are killed with -9):
         // its end of the socket closes, nothing else.
         session.Connection.Dispose();
