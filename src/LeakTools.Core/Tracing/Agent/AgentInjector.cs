@@ -189,11 +189,8 @@ internal sealed class AgentInjector
         }
     }
 
-    private static bool SameBuild(string loadedPath, string ours)
-    {
-        try { return AgentPlacement.ShortHash(loadedPath) == AgentPlacement.ShortHash(ours); }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return false; }
-    }
+    private static bool SameBuild(string loadedPath, string ours) =>
+        AgentPlacement.TryShortHash(loadedPath) is string h && h == AgentPlacement.TryShortHash(ours);
 
     private void InsertBreakpoints(IEnumerable<ulong> entries)
     {

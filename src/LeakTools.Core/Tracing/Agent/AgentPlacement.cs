@@ -42,11 +42,13 @@ internal static class AgentPlacement
         return root.File(pid, "root");
     }
 
-    /// <summary>The library path for the target (and where we read that file).</summary>
-    public static (string HostPath, string TargetPath) PlaceLibrary(int pid, string staged, ProcRoot root, int targetUid)
+    /// <summary>The library path for the target (and where we read that file).
+    /// <paramref name="avoid"/> is a path the target already has a different agent build loaded from
+    /// (dlopen of the same name would hand back that one).</summary>
+    public static (string HostPath, string TargetPath) PlaceLibrary(int pid, string staged, ProcRoot root, int targetUid, string? avoid = null)
     {
         string prefix = RootPrefix(pid, root);
-        if (prefix.Length == 0 && (targetUid == 0 || WorldReadable(staged)) && !NoExec(staged)) return (staged, staged);
+        if (prefix.Length == 0 && staged != avoid && (targetUid == 0 || WorldReadable(staged)) && !NoExec(staged)) return (staged, staged);
         string hash = ShortHash(staged);
         foreach (string dir in new[] { "/tmp", "/var/tmp", "/dev/shm", "/run" })
         {
@@ -102,6 +104,13 @@ internal static class AgentPlacement
     {
         using FileStream f = File.OpenRead(path);
         return Convert.ToHexString(SHA256.HashData(f)).Substring(0, 16).ToLowerInvariant();
+    }
+
+    /// <summary><see cref="ShortHash"/>, or null when the file cannot be read.</summary>
+    public static string? TryShortHash(string path)
+    {
+        try { return ShortHash(path); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
     }
 
     private static bool WorldReadable(string path)

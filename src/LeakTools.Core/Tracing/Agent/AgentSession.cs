@@ -105,9 +105,12 @@ public sealed class AgentSession : IDisposable
     {
         root ??= ProcRoot.Default;
         string staged = FindAgent(options);
-        AgentInjector.CheckTarget(pid, root);
+        List<RemoteModule> modules = AgentInjector.CheckTarget(pid, root);
         uint uid = ProcFile.TryRead(root.File(pid, "status"), out ReadOnlySpan<byte> st) == 0 && ProcessStatus.Parse(st) is { } s ? s.EffectiveUid : 0;
-        var (hostLibrary, targetLibrary) = AgentPlacement.PlaceLibrary(pid, staged, root, (int)uid);
+        // An agent of another build loaded under the same name (an upgrade): load ours beside it.
+        string? stale = modules.FirstOrDefault(m => m.FileName == AgentPlacement.LibraryName &&
+            AgentPlacement.TryShortHash(m.OpenPath) != AgentPlacement.ShortHash(staged))?.Path;
+        var (hostLibrary, targetLibrary) = AgentPlacement.PlaceLibrary(pid, staged, root, (int)uid, stale);
         var (hostDir, targetDir) = AgentPlacement.SocketFolder(pid, root);
         AgentListener listener = AgentListener.Create(hostDir, targetDir);
         using var acceptCancel = CancellationTokenSource.CreateLinkedTokenSource(cancel);
