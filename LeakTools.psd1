@@ -14,7 +14,9 @@
         'LeakTools.Symbols.Format.ps1xml'
         'LeakTools.Reports.Format.ps1xml'
         'LeakTools.Dumps.Format.ps1xml'
+        'LeakTools.Tracing.Format.ps1xml'
         'LeakTools.Monitoring.Format.ps1xml'
+        'LeakTools.Heap.Format.ps1xml'
     )
     TypesToProcess       = @(
         'LeakTools.Types.ps1xml'
@@ -29,6 +31,7 @@
         'Import-ValgrindLog'
         'Invoke-CoreCapture'
         'Get-CoreDump'
+        'Watch-Allocation'
         'Watch-ProcessMemory'
         'Measure-MemoryTrend'
         'Get-MemoryHistory'
@@ -36,6 +39,8 @@
         'Register-LeakMonitor'
         'Get-LeakMonitor'
         'Unregister-LeakMonitor'
+        'Find-LeakedAllocation'
+        'Get-HeapSummary'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -44,7 +44,7 @@ function Write-Parameter($w, $param, $setParam, [string[]] $Description) {
     $type = $param.ParameterType
     $typeName = if ($type -eq [System.Management.Automation.SwitchParameter]) { 'SwitchParameter' } else { $type.Name }
     $position = if ($setParam -and $setParam.Position -ge 0) { [string]$setParam.Position } else { 'named' }
-    $required = if ($setParam) { $setParam.IsMandatory } else { ($param.ParameterSets.Values | Where-Object IsMandatory).Count -gt 0 }
+    $required = if ($setParam) { $setParam.IsMandatory } else { @($param.ParameterSets.Values | Where-Object IsMandatory).Count -gt 0 }
     $w.WriteStartElement('command', 'parameter', $ns.command)
     $w.WriteAttributeString('required', $required.ToString().ToLowerInvariant())
     $w.WriteAttributeString('variableLength', $type.IsArray.ToString().ToLowerInvariant())

@@ -43,6 +43,12 @@ try {
     Get-ProcessPss leaky-daemon | Get-ProcessMemoryMap | Sort-Object Rss -Descending | Select-Object -First 5 | Format-Table | Out-Wide
     Write-Host 'The growth is anonymous memory in [heap]: malloc''d blocks that are never freed.'
 
+    Show 'Which call stack leaks? Watch-Allocation attaches to the running daemon for 4 seconds (memleax done right)'
+    Write-Host '> Watch-Allocation -Id $daemon.Id -Expire 1 -Duration 4 | Sort-Object ExpiredBytes -Descending | Select-Object -First 1'
+    $leak = Watch-Allocation -Id $daemon.Id -Expire 1 -Duration 4 | Sort-Object ExpiredBytes -Descending | Select-Object -First 1
+    $leak | Out-Wide
+    Write-Host ('{0:N0} blocks of {1:N0} bytes outlived 1 s, allocated by {2} at {3}; the daemon runs on, untraced ({4}).' -f $leak.ExpiredCount, ($leak.ExpiredBytes / [math]::Max(1, $leak.ExpiredCount)), $leak.Function, $leak.Location, ((Get-Content "/proc/$($daemon.Id)/status" | Select-String TracerPid).Line -replace '\s+', ' '))
+
     Show 'Which code allocates? Resolve-Address turns addresses into functions and source lines'
     Write-Host '> Get-ElfSymbol $exe -Type FUNC -DefinedOnly | Where-Object Size -gt 0'
     Get-ElfSymbol $exe -Type FUNC -DefinedOnly | Where-Object Size -gt 0 | Format-Table | Out-Wide
@@ -64,6 +70,14 @@ try {
     $core = Get-ProcessPss leaky-daemon | Invoke-CoreCapture -Destination $work -Compress
     $core | Format-Table | Out-Wide
     Write-Host ('The daemon was stopped for {0:N1} ms and is still running: {1}.' -f $core.FreezeTime.TotalMilliseconds, (-not $daemon.HasExited))
+
+    Show 'Which blocks leaked? Read the glibc heap of a snapshot: no tracer, no restart'
+    Write-Host '> Find-LeakedAllocation -Id $daemon.Id | Group-Object Size, TypeName | Sort-Object Count -Descending'
+    Find-LeakedAllocation -Id $daemon.Id | Group-Object Size, TypeName | Sort-Object Count -Descending | Select-Object -First 5 |
+        Format-Table Count, Name | Out-Wide
+    Write-Host '> Get-HeapSummary -Id $daemon.Id'
+    Get-HeapSummary -Id $daemon.Id | Format-Table | Out-Wide
+    Write-Host 'Blocks of 16,392 usable bytes that nothing points to: the 16 KiB session buffers session_close() forgets.'
 
     Show 'Cores on this machine: abrt, systemd-coredump, core_pattern''s folder, and -Path folders'
     Write-Host '> Get-CoreDump -Path $work | Where-Object Name -eq leaky-daemon | Sort-Object Time'

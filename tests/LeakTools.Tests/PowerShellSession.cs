@@ -51,6 +51,19 @@ public sealed class PowerShellSession : IDisposable
     }
 
     public void Dispose() => _runspace.Dispose();
+
+    /// <summary>A PowerShell on a runspace of its own with the module imported, for tests that
+    /// stop a running pipeline (Ctrl+C). Dispose both.</summary>
+    public static (Runspace Runspace, PowerShell PowerShell) CreateStoppable()
+    {
+        var iss = InitialSessionState.CreateDefault2();
+        iss.ImportPSModule(RepoPaths.ModuleManifest);
+        var runspace = RunspaceFactory.CreateRunspace(iss);
+        runspace.Open();
+        var ps = PowerShell.Create();
+        ps.Runspace = runspace;
+        return (runspace, ps);
+    }
 }
 
 public sealed record PowerShellResult(

@@ -141,12 +141,9 @@ public sealed class ValgrindCmdletTests : IClassFixture<ValgrindCmdletTests.Sess
     {
         string exe = FixtureBuilder.Build("valgrind-daemon.c");
         string xml = Path.Combine(_tempDir, "stopped.xml");
-        var iss = InitialSessionState.CreateDefault2();
-        iss.ImportPSModule(RepoPaths.ModuleManifest);
-        using var runspace = RunspaceFactory.CreateRunspace(iss);
-        runspace.Open();
-        using var ps = PowerShell.Create();
-        ps.Runspace = runspace;
+        var (runspace, ps) = PowerShellSession.CreateStoppable();
+        using var _ = runspace;
+        using var __ = ps;
         ps.AddCommand("Invoke-Valgrind").AddParameter("FilePath", exe).AddParameter("LogPath", xml);
         var async = ps.BeginInvoke();
         Thread.Sleep(2000);

@@ -58,6 +58,8 @@ public sealed class CoreFile : IDisposable
     public string Path { get; private set; } = "";
     /// <summary>zstd, xz, lz4, or null.</summary>
     public string? Compression { get; private set; }
+    /// <summary>e_machine (62 for x86-64).</summary>
+    public ushort Machine { get; private set; }
     /// <summary>Bytes of the (uncompressed) core that are present.</summary>
     public long Length { get; private set; }
     public List<CoreSegment> Segments { get; } = new();
@@ -74,6 +76,10 @@ public sealed class CoreFile : IDisposable
     public bool Truncated { get; private set; }
 
     public bool IsSnapshot => LeakToolsInfo.GetValueOrDefault("method") == "Snapshot";
+
+    /// <summary>The open (uncompressed) core file, for readers that map it (the heap scan); null
+    /// for a core opened with <see cref="ReadHeader"/>.</summary>
+    internal Microsoft.Win32.SafeHandles.SafeFileHandle? DataHandle => _file?.SafeFileHandle;
 
     /// <summary>The executable: the NT_FILE entry holding AT_PHDR or AT_ENTRY, else the first one.</summary>
     public string? Executable
@@ -242,6 +248,7 @@ public sealed class CoreFile : IDisposable
         ushort type = BinaryPrimitives.ReadUInt16LittleEndian(eh.AsSpan(16));
         if (type != ElfCore.ET_CORE)
             throw new LeakToolsException(FailureKind.InvalidData, "NotACore", $"{Path} is an ELF file but not a core (e_type {type}).", Path);
+        Machine = BinaryPrimitives.ReadUInt16LittleEndian(eh.AsSpan(18));
         long phoff = (long)BinaryPrimitives.ReadUInt64LittleEndian(eh.AsSpan(32));
         int phentsize = BinaryPrimitives.ReadUInt16LittleEndian(eh.AsSpan(54));
         int phnum = BinaryPrimitives.ReadUInt16LittleEndian(eh.AsSpan(56));

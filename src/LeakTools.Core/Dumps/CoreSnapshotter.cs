@@ -32,6 +32,10 @@ public sealed class SnapshotOptions
     /// <summary>How long to wait for every thread to stop.</summary>
     public TimeSpan StopTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>Keep every writable mapping whole, whatever coredump_filter says (heap analysis:
+    /// shared file mappings may hold the only pointer to a block).</summary>
+    public bool IncludeAllWritable { get; set; }
+
     /// <summary>Tests: runs while the target is stopped (e.g. to kill it mid-snapshot).</summary>
     internal Action<int>? WhileStopped { get; set; }
 
@@ -48,6 +52,7 @@ public sealed unsafe class CoreSnapshotter
     private const int CopyChunk = 4 << 20;
     private readonly ProcRoot _root;
     private readonly Action<string>? _verbose;
+    private bool _allWritable;
 
     public CoreSnapshotter(ProcRoot? root = null, Action<string>? verbose = null)
     {
@@ -81,6 +86,7 @@ public sealed unsafe class CoreSnapshotter
             throw new LeakToolsException(FailureKind.ProcessExited, "ProcessIsZombie", $"Process {pid} ({identity.Name}) has exited (zombie): there is nothing left to dump.", pid);
 
         uint filter = CoredumpFilter.Read(pid, _root);
+        _allWritable = options.IncludeAllWritable;
         List<SmapsMapping> before = ReadSmaps(pid, identity);
         byte[] auxv = ReadProcBytes(pid, "auxv", identity);
         string? executable = ProcFields.Link(_root.File(pid, "exe"));
@@ -88,7 +94,7 @@ public sealed unsafe class CoreSnapshotter
         long volatileBytes = 0, diskEstimate = 0;
         foreach (SmapsMapping m in before)
         {
-            var part = CoredumpFilter.Decide(m, filter, HasAnon(m));
+            var part = CoredumpFilter.Decide(m, filter, HasAnon(m), _allWritable);
             if (part == CoredumpFilter.Part.Whole && m.Permissions.StartsWith('r'))
             {
                 if (IsVolatile(m)) volatileBytes += (long)(m.End - m.Start);
@@ -346,7 +352,7 @@ public sealed unsafe class CoreSnapshotter
             if (m.Path.StartsWith('/')) files.Add((m.Start, m.End, m.Offset, m.Path));
             uint flags = (m.Permissions[0] == 'r' ? ElfCore.PF_R : 0) | (m.Permissions[1] == 'w' ? ElfCore.PF_W : 0) | (m.Permissions[2] == 'x' ? ElfCore.PF_X : 0);
             var s = new Segment { Start = m.Start, End = m.End, Flags = flags };
-            var part = m.Permissions[0] == 'r' ? CoredumpFilter.Decide(m, filter, HasAnon(m)) : CoredumpFilter.Part.None;
+            var part = m.Permissions[0] == 'r' ? CoredumpFilter.Decide(m, filter, HasAnon(m), _allWritable) : CoredumpFilter.Part.None;
             if (part == CoredumpFilter.Part.Whole)
             {
                 s.FileSize = (long)(m.End - m.Start);

@@ -27,11 +27,14 @@ public static class CoredumpFilter
     public enum Part { None, FirstPage, Whole }
 
     /// <summary>Decides for one mapping. <paramref name="hasAnonymousPages"/> stands in for the
-    /// kernel's vma->anon_vma (the mapping was written to): smaps Anonymous or Swap above 0.</summary>
-    public static Part Decide(SmapsMapping m, uint filter, bool hasAnonymousPages)
+    /// kernel's vma->anon_vma (the mapping was written to): smaps Anonymous or Swap above 0.
+    /// <paramref name="allWritable"/> goes beyond the kernel: every writable mapping whole (the heap
+    /// scan needs shared file mappings too, such as .NET's memfd double mappings, which may hold pointers).</summary>
+    public static Part Decide(SmapsMapping m, uint filter, bool hasAnonymousPages, bool allWritable = false)
     {
         string[] flags = m.VmFlags;
         if (flags.Contains("dd") || flags.Contains("io")) return Part.None;           // VM_DONTDUMP, VM_IO
+        if (allWritable && m.Permissions.Length > 1 && m.Permissions[1] == 'w') return Part.Whole;
         if (m.Path is "[vdso]" or "[vsyscall]") return Part.Whole;                      // always dumped
         bool shared = flags.Contains("sh") || (m.Permissions.Length > 3 && m.Permissions[3] == 's');
         if (flags.Contains("ht")) return (filter & (shared ? HugetlbShared : HugetlbPrivate)) != 0 ? Part.Whole : Part.None;

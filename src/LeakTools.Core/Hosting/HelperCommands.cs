@@ -40,6 +40,7 @@ public static class HelperCommands
     {
         Register(new SnapshotCommand());
         Register(new EchoCommand());
+        Register(new WatchAllocationCommand());
     }
 
     public static void Register(IHelperCommand command)
@@ -62,6 +63,8 @@ public sealed class SnapshotRequest
     public bool Compress { get; set; }
     public SnapshotStrategy Strategy { get; set; }
     public double StopTimeoutSeconds { get; set; } = 10;
+    /// <summary>Every writable mapping whole, whatever coredump_filter says (for heap analysis).</summary>
+    public bool IncludeAllWritable { get; set; }
 }
 
 /// <summary><c>core.snapshot</c>: one live core of one process; streams a <see cref="CoreDump"/>.</summary>
@@ -80,6 +83,7 @@ internal sealed class SnapshotCommand : IHelperCommand
             Compress = r.Compress,
             Strategy = r.Strategy,
             StopTimeout = TimeSpan.FromSeconds(r.StopTimeoutSeconds),
+            IncludeAllWritable = r.IncludeAllWritable,
         }, cancel);
         output.Item(dump);
     }

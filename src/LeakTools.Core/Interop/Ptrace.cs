@@ -12,6 +12,7 @@ internal static unsafe partial class Ptrace
     public const int PTRACE_PEEKDATA = 2;
     public const int PTRACE_POKEDATA = 5;
     public const int PTRACE_CONT = 7;
+    public const int PTRACE_SINGLESTEP = 9;
     public const int PTRACE_GETREGS = 12;
     public const int PTRACE_SETREGS = 13;
     public const int PTRACE_GETFPREGS = 14;

@@ -137,7 +137,7 @@ public sealed unsafe class PtraceSession : IDisposable
             if (status is { TracerPid: > 0 })
             {
                 return new LeakToolsException(FailureKind.ResourceBusy, "AlreadyTraced",
-                    $"Process {ProcessId} ({status.Comm}) is already traced by process {status.TracerPid} ({TracerName(status.TracerPid)}); " +
+                    $"Process {ProcessId} ({status.Comm}) is already traced by process {TracerDescription(status.TracerPid)}; " +
                     "a process can have one tracer only. Detach the debugger (gdb, strace, another LeakTools session) and try again.", ProcessId);
             }
             if (status is { IsZombie: true }) return new ProcessExitedException(ProcessId);
@@ -147,6 +147,21 @@ public sealed unsafe class PtraceSession : IDisposable
         }
         return new LeakToolsException(FailureKind.SystemError, "PtraceFailed",
             $"PTRACE_SEIZE of process {ProcessId} failed: {Errno.Describe(errno)} (errno {errno}).", ProcessId);
+    }
+
+    /// <summary>TracerPid names the tracing *thread*: "1234 (gdb)", or "1234 (dotnet, thread 1240)".</summary>
+    private string TracerDescription(int tid)
+    {
+        string? status = ProcFile.TryReadText(_root.File(tid, "status"), out _);
+        int tgid = tid;
+        if (status is not null)
+        {
+            foreach (string line in status.Split('\n'))
+            {
+                if (line.StartsWith("Tgid:", StringComparison.Ordinal) && int.TryParse(line.AsSpan(5).Trim(), out int t)) tgid = t;
+            }
+        }
+        return tgid == tid ? $"{tid} ({TracerName(tid)})" : $"{tgid} ({TracerName(tgid)}, thread {tid})";
     }
 
     private string TracerName(int pid)
@@ -474,6 +489,154 @@ public sealed unsafe class PtraceSession : IDisposable
         return null;
     });
 
+    // ---- Finer control, for tracers that keep threads running (the allocation tracer). Every
+    // call below must run on the session's ptrace thread (inside one Invoke of the tracer loop).
+
+    /// <summary>The session's ptrace thread: run a tracer loop inside <see cref="PtraceThread.Invoke{T}"/>.</summary>
+    public PtraceThread PtraceThread => _thread;
+
+    /// <summary>Seizes a process that is this process's own stopped child (launch mode) with
+    /// <paramref name="options"/>; the caller then resumes it with SIGCONT.</summary>
+    public static PtraceSession SeizeChild(int pid, int options, PtraceThread? thread = null) =>
+        Seize(pid, options, thread);
+
+    /// <summary>waitpid(-1, __WALL): the next stop or exit of any tracee (or child of this
+    /// process), or null with <paramref name="block"/> false and nothing pending. Known threads
+    /// are updated; unknown pids (fork children, other children) are left to the caller. Only for
+    /// a process that has no children of its own besides its tracees (the helper host).</summary>
+    public (int Pid, int Status)? WaitNext(bool block)
+    {
+        while (true)
+        {
+            int status;
+            int r = Ptrace.WaitPid(-1, &status, Ptrace.__WALL | (block ? 0 : Ptrace.WNOHANG));
+            if (r == 0) return null;
+            if (r < 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == Errno.EINTR) continue;
+                if (errno == 10 /* ECHILD */) { if (block) System.Threading.Thread.Sleep(1); return null; }
+                throw new LeakToolsException(FailureKind.SystemError, "PtraceFailed", $"waitpid failed: {Errno.Describe(errno)}.", ProcessId);
+            }
+            if (_threads.ContainsKey(r)) Record(r, status);
+            return (r, status);
+        }
+    }
+
+    /// <summary>Blocking waitpid for one thread (after a single step or an interrupt).</summary>
+    public int WaitThread(int tid)
+    {
+        while (true)
+        {
+            int status;
+            int r = Ptrace.WaitPid(tid, &status, Ptrace.__WALL);
+            if (r < 0)
+            {
+                if (Marshal.GetLastPInvokeError() == Errno.EINTR) continue;
+                _threads.Remove(tid);
+                return -1;
+            }
+            if (_threads.ContainsKey(tid)) Record(tid, status);
+            return status;
+        }
+    }
+
+    /// <summary>Takes a thread (or a fork child) the caller learned of into the session.</summary>
+    public TracedThread Adopt(int tid, bool stopped)
+    {
+        if (!_threads.TryGetValue(tid, out TracedThread? t))
+        {
+            t = new TracedThread(tid);
+            _threads[tid] = t;
+        }
+        t.Stopped = stopped;
+        return t;
+    }
+
+    /// <summary>Forgets a thread that exited.</summary>
+    public void Forget(int tid) => _threads.Remove(tid);
+
+    /// <summary>PTRACE_CONT with <paramref name="signal"/> (0: none). Returns false when the thread is gone.</summary>
+    public bool Resume(int tid, int signal)
+    {
+        if (_threads.TryGetValue(tid, out TracedThread? t))
+        {
+            t.Stopped = false;
+            t.PendingSignal = 0;
+        }
+        return Ptrace.Call(Ptrace.PTRACE_CONT, tid, 0, signal) == 0;
+    }
+
+    /// <summary>PTRACE_LISTEN: leaves a group-stopped thread stopped, but lets it report SIGCONT.</summary>
+    public void Listen(int tid)
+    {
+        if (_threads.TryGetValue(tid, out TracedThread? t)) t.Stopped = false;
+        Ptrace.Call(Ptrace.PTRACE_LISTEN, tid, 0, 0);
+    }
+
+    /// <summary>PTRACE_INTERRUPT of one thread.</summary>
+    public void Interrupt(int tid) => Ptrace.Call(Ptrace.PTRACE_INTERRUPT, tid, 0, 0);
+
+    /// <summary>PTRACE_SINGLESTEP and wait for the step's stop; signals that arrive meanwhile are
+    /// kept as the thread's pending signal. Returns false when the thread vanished.</summary>
+    public bool SingleStep(int tid)
+    {
+        for (int attempt = 0; attempt < 16; attempt++)
+        {
+            TracedThread t = RequireStopped(tid);
+            if (Ptrace.Call(Ptrace.PTRACE_SINGLESTEP, tid, 0, 0) != 0) return false;
+            t.Stopped = false;
+            int pending = t.PendingSignal;
+            int status = WaitThread(tid);
+            if (status < 0 || !Ptrace.WIfStopped(status)) return false;
+            int sig = Ptrace.WStopSig(status);
+            if (sig == 5 && Ptrace.Event(status) == 0) { t.PendingSignal = pending; return true; }
+            if (Ptrace.Event(status) == 0 && sig != 5) { t.PendingSignal = sig; continue; } // a signal came first: keep it, step again
+            t.PendingSignal = pending;
+        }
+        return false;
+    }
+
+    /// <summary>PTRACE_DETACH of one thread (or fork child) with <paramref name="signal"/>.</summary>
+    public void DetachOne(int tid, int signal)
+    {
+        Ptrace.Call(Ptrace.PTRACE_DETACH, tid, 0, signal);
+        _threads.Remove(tid);
+    }
+
+    /// <summary>PTRACE_GETEVENTMSG of a thread's current event stop.</summary>
+    public ulong EventMessage(int tid)
+    {
+        ulong message = 0;
+        Ptrace.Call(Ptrace.PTRACE_GETEVENTMSG, tid, 0, (nint)(&message));
+        return message;
+    }
+
+    /// <summary>Runs one system call in a stopped thread: its registers are saved, a syscall
+    /// instruction at <paramref name="syscallInstruction"/> is single-stepped with the arguments,
+    /// the registers are restored (orig_rax too, so an interrupted system call restarts as
+    /// before). Returns the raw result (-errno on failure), or null when the thread vanished.</summary>
+    public long? InjectSyscall(int tid, ulong syscallInstruction, long number, params ulong[] args)
+    {
+        UserRegisters saved = GetRegisters(tid);
+        UserRegisters regs = saved;
+        regs.Rax = (ulong)number;
+        regs.OrigRax = ulong.MaxValue; // no syscall restart for our call
+        regs.Rdi = args.Length > 0 ? args[0] : 0;
+        regs.Rsi = args.Length > 1 ? args[1] : 0;
+        regs.Rdx = args.Length > 2 ? args[2] : 0;
+        regs.R10 = args.Length > 3 ? args[3] : 0;
+        regs.R8 = args.Length > 4 ? args[4] : 0;
+        regs.R9 = args.Length > 5 ? args[5] : 0;
+        regs.Rip = syscallInstruction;
+        SetRegisters(tid, regs);
+        bool stepped = SingleStep(tid);
+        if (!stepped) return null;
+        long result = (long)GetRegisters(tid).Rax;
+        SetRegisters(tid, saved);
+        return result;
+    }
+
     /// <summary>Detaches from every thread: running ones are stopped first (PTRACE_DETACH needs a
     /// ptrace-stop); pending signals are handed back. Safe to call twice.</summary>
     public void Detach()
@@ -506,6 +669,44 @@ public sealed unsafe class PtraceSession : IDisposable
         {
             if (_memFd >= 0) { Libc.Close(_memFd); _memFd = -1; }
             if (_ownsThread) _thread.Dispose();
+        }
+    }
+}
+
+/// <summary>Writes another process's memory through /proc/PID/mem (a fork child's copy of the
+/// breakpoints). Returns false on failure.</summary>
+public static unsafe partial class ProcessMemoryWriter
+{
+    public static bool Write(int pid, ulong address, ReadOnlySpan<byte> data)
+    {
+        byte[] path = System.Text.Encoding.UTF8.GetBytes($"/proc/{pid}/mem\0");
+        int fd;
+        fixed (byte* p = path) fd = Libc.Open(p, 2 /* O_RDWR */ | Libc.O_CLOEXEC);
+        if (fd < 0) return false;
+        try
+        {
+            fixed (byte* d = data)
+            {
+                return Ptrace.Pwrite(fd, d, (nuint)data.Length, (long)address) == data.Length;
+            }
+        }
+        finally
+        {
+            Libc.Close(fd);
+        }
+    }
+}
+
+/// <summary>process_vm_writev for any thread (writable memory only).</summary>
+public static unsafe partial class ProcessMemoryWriter
+{
+    public static bool WriteVm(int pid, ulong address, ReadOnlySpan<byte> data)
+    {
+        fixed (byte* p = data)
+        {
+            var local = new Ptrace.IoVec { Base = p, Length = (nuint)data.Length };
+            var remote = new Ptrace.IoVec { Base = (void*)address, Length = (nuint)data.Length };
+            return Ptrace.ProcessVmWritev(pid, &local, 1, &remote, 1, 0) == data.Length;
         }
     }
 }

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Management.Automation;
-using System.Text.Json;
 using LeakTools.Core;
 using LeakTools.Core.Dumps;
 using LeakTools.Core.Hosting;
@@ -23,7 +22,6 @@ public enum CoreCaptureMethod
 public sealed class InvokeCoreCaptureCommand : ProcessTargetCommandBase, IDisposable
 {
     private readonly CancellationTokenSource _cancel = new();
-    private HelperClient? _helper;
 
     /// <summary>Snapshot (default, the process goes on) or Abort (SIGABRT; the process ends).</summary>
     [Parameter]
@@ -55,14 +53,7 @@ public sealed class InvokeCoreCaptureCommand : ProcessTargetCommandBase, IDispos
         }
         // Named by id (-Id, a number in the first position, or piped objects): a zombie or kernel
         // thread is an error here, not skipped silently as in listings.
-        int[]? ids = ParameterSetName switch
-        {
-            IdSet => Id,
-            InputObjectSet => InputObject.Select(p => p.Id).ToArray(),
-            _ when Name is { Length: > 0 } && Name.All(n => int.TryParse(n, NumberStyles.None, CultureInfo.InvariantCulture, out _)) =>
-                Name.Select(n => int.Parse(n, CultureInfo.InvariantCulture)).ToArray(),
-            _ => null,
-        };
+        int[]? ids = RequestedIds();
         if (ids is not null)
         {
             foreach (int pid in ids)
@@ -126,7 +117,6 @@ public sealed class InvokeCoreCaptureCommand : ProcessTargetCommandBase, IDispos
         string destination = Destination is null
             ? SessionState.Path.CurrentFileSystemLocation.ProviderPath
             : GetUnresolvedProviderPathFromPSPath(Destination);
-        _helper ??= StartHelper();
         var request = new SnapshotRequest
         {
             Pid = identity.Id,
@@ -134,35 +124,8 @@ public sealed class InvokeCoreCaptureCommand : ProcessTargetCommandBase, IDispos
             Compress = Compress,
             StopTimeoutSeconds = Math.Min(Timeout.TotalSeconds, 600),
         };
-        foreach (HelperReply reply in _helper.Run("core.snapshot", request, _cancel.Token))
-        {
-            switch (reply.Kind)
-            {
-                case HelperReplyKind.Item when reply.Data is JsonElement data:
-                    WriteObject(data.Deserialize<CoreDump>(HelperJson.Options));
-                    break;
-                case HelperReplyKind.Verbose:
-                    WriteVerbose(reply.Message);
-                    break;
-                case HelperReplyKind.Warning:
-                    WriteWarning(reply.Message);
-                    break;
-                case HelperReplyKind.Error when reply.Failure is not null:
-                    WriteError(ErrorRecords.From(reply.Failure.ToException(), identity.Id));
-                    break;
-                case HelperReplyKind.Done when reply.Failure is not null && !_cancel.IsCancellationRequested:
-                    WriteError(ErrorRecords.From(reply.Failure.ToException(), identity.Id));
-                    break;
-            }
-        }
-    }
-
-    private HelperClient StartHelper()
-    {
-        bool running = HelperClient.SharedRunning;
-        HelperClient helper = HelperClient.Shared;
-        if (!running) WriteVerbose($"Started the LeakTools helper process {helper.ProcessId}: {helper.Launch}");
-        return helper;
+        CoreDump? dump = HelperSnapshots.Take(this, request, identity.Id, _cancel.Token);
+        if (dump is not null) WriteObject(dump);
     }
 
     private void Abort(ProcessIdentity identity)

@@ -65,17 +65,7 @@ public sealed class InvokeValgrindCommand : ValgrindReportCommandBase
 
     protected override void EndProcessing()
     {
-        string cwd = SessionState.Path.CurrentFileSystemLocation.ProviderPath;
-        string program;
-        try
-        {
-            program = ExecutableLocator.ResolveProgram(FilePath, cwd);
-        }
-        catch (LeakToolsException ex)
-        {
-            ThrowTerminatingError(ErrorRecords.From(ex, FilePath));
-            return;
-        }
+        var (program, cwd) = ProgramResolution.Resolve(this, FilePath);
         if (MyInvocation.BoundParameters.ContainsKey(nameof(Duration)) && Duration <= TimeSpan.Zero)
             ThrowTerminatingError(ErrorRecords.InvalidArgument("InvalidDuration", $"-Duration must be positive; {Duration} is not.", Duration));
 

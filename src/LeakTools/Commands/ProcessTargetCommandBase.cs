@@ -109,6 +109,18 @@ public abstract class ProcessTargetCommandBase : PSCmdlet
     /// <summary>Does the cmdlet's work for one resolved process.</summary>
     protected abstract void ProcessTarget(ProcessIdentity identity);
 
+    /// <summary>The process ids this record names explicitly (-Id, -InputObject, or numbers in
+    /// the first position), or null when it names processes by name. Cmdlets that act on one
+    /// process (capture, trace) treat these as errors when unusable instead of skipping them.</summary>
+    protected int[]? RequestedIds() => ParameterSetName switch
+    {
+        IdSet => Id,
+        InputObjectSet => InputObject.Select(p => p.Id).ToArray(),
+        NameSet when Name is { Length: > 0 } && Name.All(n => int.TryParse(n, NumberStyles.None, CultureInfo.InvariantCulture, out _)) =>
+            Name.Select(n => int.Parse(n, CultureInfo.InvariantCulture)).ToArray(),
+        _ => null,
+    };
+
     /// <summary>Processes named by this record's parameters; errors for those that do not exist.</summary>
     protected IEnumerable<ProcessIdentity> ResolveTargets() => ResolveTargets(reportNotFound: true);
 

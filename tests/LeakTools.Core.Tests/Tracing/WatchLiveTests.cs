@@ -1,0 +1,232 @@
+using System.Text.Json;
+using LeakTools.Core.Hosting;
+using LeakTools.Tests.Shared;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace LeakTools.Core.Tests.Tracing;
+
+/// <summary>The breakpoint engine on live fixtures, through the helper host (the fixtures are
+/// started with System.Diagnostics.Process, whose children in-process ptrace must not touch).</summary>
+public sealed class WatchLiveTests : IDisposable
+{
+    private readonly HelperClient _helper = HelperClient.Start();
+    private readonly ITestOutputHelper _log;
+
+    public WatchLiveTests(ITestOutputHelper log) => _log = log;
+
+    public void Dispose() => _helper.Dispose();
+
+    private static string Server() => AllocServer.Build();
+
+    private static int SiteLine(string marker) => AllocServer.SiteLine(marker);
+
+    private sealed record Result(List<AllocationStack> Stacks, List<AllocationProblem> Problems, List<string> Output, List<string> Messages, HelperFailure? Failure);
+
+    private Result Watch(WatchRequest request, Action? whileRunning = null, CancellationToken cancel = default)
+    {
+        var stacks = new List<AllocationStack>();
+        var problems = new List<AllocationProblem>();
+        var output = new List<string>();
+        var messages = new List<string>();
+        HelperFailure? failure = null;
+        bool started = false;
+        foreach (HelperReply r in _helper.Run("alloc.watch", request, cancel))
+        {
+            if (r.Kind == HelperReplyKind.Item)
+            {
+                var m = r.Data!.Value.Deserialize<WatchMessage>(HelperJson.Options)!;
+                if (m.Stack is not null) stacks.Add(m.Stack);
+                if (m.Problem is not null) problems.Add(m.Problem);
+                if (m.Output is not null) output.Add(m.Output);
+                if (m.Progress is not null && !started)
+                {
+                    started = true;
+                    whileRunning?.Invoke();
+                }
+            }
+            else if (r.Kind is HelperReplyKind.Verbose or HelperReplyKind.Warning) messages.Add(r.Kind + ": " + r.Message);
+            else if (r.Kind == HelperReplyKind.Done) failure = r.Failure;
+        }
+        foreach (string m in messages) _log.WriteLine(m);
+        return new Result(stacks, problems, output, messages, failure);
+    }
+
+    private static string Status(int pid) => File.ReadAllText($"/proc/{pid}/status");
+
+    private static string Ask(FixtureProcess f, string command) => AllocServer.Ask(f, command);
+
+    [LinuxFact("gcc")]
+    public void Threads_started_after_attach_are_traced_and_stacks_name_the_call_sites()
+    {
+        using FixtureProcess f = FixtureProcess.Start(Server());
+        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 0.3, DurationSeconds = 3 }, () => f.Send("start 3"));
+        Assert.Null(result.Failure);
+        var final = result.Stacks.Where(s => s.Final).ToList();
+        foreach (var s in final) _log.WriteLine($"{s.StackId} {s.Function} {s.Location} expired {s.ExpiredCount} live {s.LiveCount} alloc {s.AllocationCount}");
+
+        // Each leaking site, by function and line, with the counts the workers leak (3 threads x 200 rounds).
+        var expected = new (string Function, string Site, long Count, long Size)[]
+        {
+            ("leak_malloc", "malloc", 60, 1000), ("leak_calloc", "calloc", 30, 200),
+            ("leak_realloc", "realloc", 24, 3000), ("leak_memalign", "posix_memalign", 15, 700),
+        };
+        foreach (var (function, site, count, size) in expected)
+        {
+            AllocationStack s = Assert.Single(final, s => s.Function == function);
+            Assert.Equal($"alloc-server.c:{SiteLine(site)}", s.Location);
+            Assert.Equal(count, s.ExpiredCount);
+            Assert.Equal(count * size, s.ExpiredBytes);
+            Assert.Equal(count, s.LiveCount);
+            Assert.Equal(0, s.FreedAfterExpiryCount);
+            // Unwound with CFI through -O2 code without frame pointers, up to the thread's start.
+            Assert.Contains(s.Frames, x => x.Function == "worker");
+            Assert.Contains(s.Frames, x => x.Function is "start_thread" or "clone3" or "__clone3");
+        }
+        // churn's blocks (malloc, realloc moving and in place, realloc(NULL, n), realloc(p, 0)) are
+        // all freed in time: a wrong realloc rule would leave some live long enough to expire.
+        Assert.DoesNotContain(final, s => s.Function == "churn");
+        Assert.Contains(result.Stacks, s => !s.Final && s.Function == "leak_malloc"); // reported when it first expired
+        Assert.Contains(result.Messages, m => m.Contains("nested calls skipped"));
+        Assert.Matches(@"TracerPid:\s+0\n", Status(f.Pid));
+    }
+
+    [LinuxFact("gcc")]
+    public void Checksum_and_fork_children_are_the_same_traced_and_the_target_runs_on_untraced()
+    {
+        using FixtureProcess f = FixtureProcess.Start(Server());
+        string sum = Ask(f, "sum");
+        string fork = Ask(f, "fork");
+        string tracedSum = "", tracedFork = "";
+        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 30, DurationSeconds = 3 }, () =>
+        {
+            tracedSum = Ask(f, "sum");
+            tracedFork = Ask(f, "fork");
+        });
+        Assert.Null(result.Failure);
+        Assert.StartsWith("sum ", sum);
+        Assert.Equal(sum, tracedSum);
+        // The fork child ran with its copy of the hooks removed: same exit code as untraced.
+        Assert.Equal(fork.Split(' ').Skip(2), tracedFork.Split(' ').Skip(2));
+        Assert.Contains(result.Messages, m => m.Contains("forked child"));
+        Assert.Matches(@"TracerPid:\s+0\n", Status(f.Pid));
+        Assert.Equal(sum, Ask(f, "sum"));
+        // The trampoline page is unmapped again.
+        string scratch = System.Text.RegularExpressions.Regex.Match(string.Join("\n", result.Messages), "trampolines at 0x([0-9a-f]+)").Groups[1].Value;
+        Assert.NotEmpty(scratch);
+        Assert.DoesNotContain(File.ReadAllText($"/proc/{f.Pid}/maps").Split('\n'), l => l.StartsWith(scratch + "-"));
+    }
+
+    [LinuxFact("gcc")]
+    public void A_vfork_child_is_followed_until_its_exec_and_an_exec_ends_the_session()
+    {
+        using FixtureProcess f = FixtureProcess.Start(Server());
+        string spawned = "";
+        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 30, DurationSeconds = 30 }, () =>
+        {
+            spawned = Ask(f, "spawn");     // posix_spawn: clone(CLONE_VM|CLONE_VFORK), shares our patched memory
+            f.Send("exec");                // the session ends by itself, long before -Duration
+        });
+        Assert.Null(result.Failure);
+        Assert.Equal("spawned rc=0 status=0", spawned);
+        Assert.Contains(result.Messages, m => m.Contains("executed a new program"));
+        Assert.Matches(@"TracerPid:\s+0\n", Status(f.Pid));
+        Assert.Matches(@"Name:\s+sleep\n", Status(f.Pid)); // the new program runs, untraced
+    }
+
+    [LinuxFact("gcc")]
+    public void A_static_binary_is_traced_through_the_allocator_linked_into_it()
+    {
+        using FixtureProcess f = FixtureProcess.Start(FixtureBuilder.Build("alloc-server.c", "-O2 -g -static", "lt-alloc-static-g"));
+        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 0.3, DurationSeconds = 3 }, () => f.Send("start 1"));
+        Assert.Null(result.Failure);
+        foreach (var x in result.Stacks.Where(s => s.Final)) _log.WriteLine($"{x.Function} {x.Location} {x.ExpiredCount} {string.Join(" < ", x.Frames.Select(fr => fr.Function))}");
+        Assert.Contains(result.Messages, m => m.Contains("lt-alloc-static-g"));
+        AllocationStack s = Assert.Single(result.Stacks, s => s.Final && s.Function == "leak_malloc");
+        Assert.Equal($"alloc-server.c:{SiteLine("malloc")}", s.Location);
+        Assert.Equal(20, s.AllocationCount);
+        Assert.True(s.ExpiredCount > 0);
+    }
+
+    [LinuxFact("gcc")]
+    public void A_preloaded_allocator_is_found_and_traced_instead_of_the_C_library()
+    {
+        const string jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
+        if (!File.Exists(jemalloc)) return; // libjemalloc2 is not installed here
+        using FixtureProcess f = FixtureProcess.StartWith(Server(), new[] { "env", "LD_PRELOAD=" + jemalloc });
+        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 0.3, DurationSeconds = 3 }, () => f.Send("start 2"));
+        Assert.Null(result.Failure);
+        Assert.Contains(result.Messages, m => m.Contains("in " + jemalloc));
+        AllocationStack s = Assert.Single(result.Stacks, s => s.Final && s.Function == "leak_malloc");
+        Assert.Equal((40L, 40L), (s.AllocationCount, s.ExpiredCount));
+        Assert.Equal("libjemalloc.so.2", s.Frames[0].ModuleName);
+        Assert.DoesNotContain(result.Stacks, s => s.Final && s.Function == "churn");
+        Assert.Matches(@"TracerPid:\s+0\n", Status(f.Pid));
+    }
+
+    [LinuxFact("gcc")]
+    public void A_burst_of_frees_larger_than_the_free_log_is_counted_exactly()
+    {
+        using FixtureProcess f = FixtureProcess.Start(Server());
+        string hoard = "", release = "";
+        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 0.5, DurationSeconds = 3.5 }, () =>
+        {
+            hoard = Ask(f, "hoard 10000");
+            Thread.Sleep(1200);           // every block expires
+            release = Ask(f, "release");  // 10,000 frees back to back: more than the log holds, so some take the slow path
+        });
+        Assert.Null(result.Failure);
+        Assert.Equal(("hoarded 10000", "released 10000"), (hoard, release));
+        AllocationStack s = Assert.Single(result.Stacks, s => s.Final && s.Function == "hoard_block");
+        Assert.Equal($"alloc-server.c:{SiteLine("hoard")}", s.Location);
+        Assert.Equal((10000L, 10000L, 10000L, 0L), (s.AllocationCount, s.ExpiredCount, s.FreedAfterExpiryCount, s.LiveCount));
+    }
+
+    [LinuxFact("gcc")]
+    public void Launch_mode_reports_the_memwatch_example_double_free_and_the_block_never_freed()
+    {
+        string exe = FixtureBuilder.Build("memwatch-memory.c", "-O0 -g", "lt-memwatch");
+        string dir = Directory.CreateTempSubdirectory("leaktools-watch-").FullName;
+        try
+        {
+            var result = Watch(new WatchRequest { Program = exe, WorkingDirectory = dir, ExpireSeconds = 10 });
+            Assert.Null(result.Failure);
+            AllocationProblem p = Assert.Single(result.Problems);
+            Assert.Equal(AllocationProblemKind.DoubleFree, p.Kind);
+            Assert.Equal(512, p.Size);
+            Assert.Equal(("main", "memwatch-memory.c:15"), (p.Function, p.Location));
+            Assert.Contains(p.FirstFreeFrames!, x => x.Function == "main" && x.Line == 14);
+            Assert.Contains(p.AllocationFrames!, x => x.Function == "main" && x.Line == 10);
+            AllocationStack leak = Assert.Single(result.Stacks, s => s.Final && s.UnfreedAtExitCount > 0 && s.Location == "memwatch-memory.c:11");
+            Assert.Equal((1L, 512L), (leak.UnfreedAtExitCount!.Value, leak.UnfreedAtExitBytes!.Value));
+            Assert.Contains(result.Messages, m => m.Contains("killed by signal 6") || m.Contains("exited with status"));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [LinuxFact("gcc")]
+    public void A_second_tracer_is_refused_naming_the_first()
+    {
+        using FixtureProcess f = FixtureProcess.Start(Server());
+        using var cancel = new CancellationTokenSource();
+        var first = Task.Run(() => Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 10, DurationSeconds = 60 }, cancel: cancel.Token));
+        try
+        {
+            AllocServer.WaitUntilTraced(f.Pid);
+            using HelperClient second = HelperClient.Start();
+            HelperFailure? failure = second.Run("alloc.watch", new WatchRequest { Pid = f.Pid, DurationSeconds = 1 }).Last().Failure;
+            Assert.NotNull(failure);
+            Assert.Equal(("AlreadyTraced", FailureKind.ResourceBusy), (failure!.ErrorId, failure.Kind));
+            Assert.Contains($"traced by process {_helper.ProcessId}", failure.Message); // the helper, not its tracer thread
+        }
+        finally
+        {
+            cancel.Cancel();
+            first.Wait(TimeSpan.FromSeconds(60));
+        }
+        Assert.Matches(@"TracerPid:\s+0\n", Status(f.Pid));
+    }
+}

@@ -1,0 +1,113 @@
+using System.Management.Automation;
+using System.Management.Automation.Runspaces;
+using LeakTools.Tests.Shared;
+using Xunit;
+
+namespace LeakTools.Tests;
+
+/// <summary>Watch-Allocation end to end in a hosted runspace: parameters, errors, pipeline
+/// binding, Ctrl+C.</summary>
+public sealed class TracingCmdletTests : IDisposable
+{
+    private readonly PowerShellSession _ps = new();
+
+    public void Dispose() => _ps.Dispose();
+
+    private static string Server() => AllocServer.Build();
+
+    private static Dictionary<string, object?> Vars(params (string, object?)[] pairs) => pairs.ToDictionary(p => p.Item1, p => p.Item2);
+
+    private static string Ask(FixtureProcess f, string command) => AllocServer.Ask(f, command);
+
+    [LinuxFact("gcc")]
+    public void Piped_by_Id_sorted_and_exported_one_row_per_stack()
+    {
+        using FixtureProcess f = FixtureProcess.Start(Server());
+        string csv = Path.Combine(Path.GetTempPath(), $"leaktools-watch-{Environment.ProcessId}.csv");
+        var starter = Task.Run(() => StartWorkersOnceTraced(f, "start 2 1000000"));
+        try
+        {
+            var r = _ps.Run(
+                "[pscustomobject]@{ Id = $target } | Watch-Allocation -Expire 0.2 -Duration 2 | Sort-Object ExpiredBytes -Descending | Select-Object -First 5 -OutVariable top | Export-Csv $csv; $top",
+                Vars(("target", f.Pid), ("csv", csv))).NoErrors();
+            var stacks = r.All<AllocationStack>().ToList();
+            Assert.NotEmpty(stacks);
+            Assert.All(stacks, s => Assert.True(s.Final)); // with a command after it: only the final update per stack
+            Assert.Equal(stacks.Count, stacks.Select(s => s.StackId).Distinct().Count());
+            Assert.Equal(stacks.OrderByDescending(s => s.ExpiredBytes).Select(s => s.StackId), stacks.Select(s => s.StackId));
+            Assert.Equal("leak_realloc", stacks[0].Function); // 3000 bytes x 16
+            string[] lines = File.ReadAllLines(csv);
+            Assert.Equal(stacks.Count + 1, lines.Length);
+            Assert.Contains("ExpiredBytes", lines[0]);
+            Assert.Contains("alloc-server.c:", lines[1]);
+        }
+        finally
+        {
+            File.Delete(csv);
+        }
+    }
+
+    /// <summary>Starts the fixture's workers once the tracer is attached (threads born after attach).</summary>
+    private static void StartWorkersOnceTraced(FixtureProcess f, string command)
+    {
+        AllocServer.WaitUntilTraced(f.Pid);
+        f.Send(command);
+    }
+
+    [LinuxFact("gcc")]
+    public void Ctrl_C_detaches_and_the_target_runs_on_untraced()
+    {
+        using FixtureProcess f = FixtureProcess.Start(Server());
+        string sum = Ask(f, "sum");
+        var (runspace, ps) = PowerShellSession.CreateStoppable();
+        using var _ = runspace;
+        using var __ = ps;
+        ps.AddCommand("Watch-Allocation").AddParameter("Id", f.Pid).AddParameter("Expire", 1);
+        var async = ps.BeginInvoke();
+        StartWorkersOnceTraced(f, "start 2");
+        Thread.Sleep(1500);
+        ps.Stop();
+        Assert.True(async.IsCompleted);
+        Assert.Matches(@"TracerPid:\s+0\n", File.ReadAllText($"/proc/{f.Pid}/status"));
+        Assert.StartsWith("started", f.ReadLine(TimeSpan.FromSeconds(10)));
+        Assert.StartsWith("joined", Ask(f, "join"));
+        Assert.Equal(sum, Ask(f, "sum"));
+    }
+
+    [LinuxFact]
+    public void Bad_input_gets_clear_errors()
+    {
+        var missing = _ps.Run("Watch-Allocation -Id 999999 -Duration 1");
+        Assert.Equal("ProcessNotFound,LeakTools.Commands.WatchAllocationCommand", Assert.Single(missing.Errors).FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.ObjectNotFound, missing.Errors[0].CategoryInfo.Category);
+
+        var kernel = _ps.Run("Watch-Allocation -Id 2 -Duration 1");
+        Assert.Equal("KernelThread,LeakTools.Commands.WatchAllocationCommand", Assert.Single(kernel.Errors).FullyQualifiedErrorId);
+
+        foreach (string bad in new[] { "-Expire 0", "-Expire -1", "-Duration 0" })
+        {
+            var r = _ps.Run($"Watch-Allocation -Id $pid {bad}");
+            string id = (r.Terminating as IContainsErrorRecord)?.ErrorRecord.FullyQualifiedErrorId ?? r.Errors.Single().FullyQualifiedErrorId;
+            Assert.Matches("^Invalid(Expire|Duration),LeakTools.Commands.WatchAllocationCommand$", id);
+        }
+        var tooDeep = _ps.Run("Watch-Allocation -Id $pid -Depth 129");
+        Assert.Contains("ParameterArgumentValidationError", (tooDeep.Terminating as IContainsErrorRecord)?.ErrorRecord.FullyQualifiedErrorId ?? tooDeep.Errors.Single().FullyQualifiedErrorId);
+        var notADuration = _ps.Run("Watch-Allocation -Id $pid -Expire soon");
+        Assert.Contains("ParameterArgumentTransformationError", (notADuration.Terminating as IContainsErrorRecord)?.ErrorRecord.FullyQualifiedErrorId ?? notADuration.Errors.Single().FullyQualifiedErrorId);
+
+        var noProgram = _ps.Run("Watch-Allocation -FilePath ./no-such-program-here");
+        Assert.Equal("ProgramNotFound,LeakTools.Commands.WatchAllocationCommand", (noProgram.Terminating as IContainsErrorRecord)?.ErrorRecord.FullyQualifiedErrorId ?? noProgram.Errors.Single().FullyQualifiedErrorId);
+    }
+
+    [LinuxFact("gcc")]
+    public void A_static_binary_without_symbols_names_the_modules_searched()
+    {
+        string exe = FixtureBuilder.Build("alloc-server.c", "-O2 -static -s", "lt-alloc-static");
+        using FixtureProcess f = FixtureProcess.Start(exe);
+        var r = _ps.Run("Watch-Allocation -Id $target -Duration 1", Vars(("target", f.Pid)));
+        ErrorRecord e = Assert.Single(r.Errors);
+        Assert.Equal("NoAllocatorSymbols,LeakTools.Commands.WatchAllocationCommand", e.FullyQualifiedErrorId);
+        Assert.Contains("lt-alloc-static", e.Exception.Message);
+        Assert.Contains("-Module", e.Exception.Message);
+    }
+}
