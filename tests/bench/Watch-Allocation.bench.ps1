@@ -1,100 +1,159 @@
 <#
 .SYNOPSIS
-    Benchmark: Watch-Allocation's engines on an allocation-heavy loop, against the same loop
-    untraced and under heaptrack, launch and attach, in one invocation.
+    Benchmark: the cost of Watch-Allocation's engines to the traced program, in one invocation:
+    tests/fixtures/alloc-bench.c untraced, under the agent (every allocation, and 512 KiB
+    sampling), under the breakpoint engine, under heaptrack (launch and -p attach) and memleax
+    where installed, each launched and attached.
 .DESCRIPTION
-    tests/bench/alloc-bench.c (gcc -O2, no frame pointers) mallocs 16..255 bytes, works on the block,
-    frees it, 12 calls deep (about 17 frames per stack); it times its own loop, so start-up and
-    attach costs are left out. Two loops: "tight" (no work: the allocator's own cost, ~7 ns) and
-    "~200 ns" (about 200 ns of work per allocation). Each figure is the median of -Runs runs, as a
-    slowdown against the untraced median of the same invocation.
-    Targets (issue 8): agent at most 2x on the ~200 ns loop, below heaptrack's slowdown on every
-    loop, sampling (512 KiB) near 1.05x.
+    The program (gcc -O2, no frame pointers) times its own phases and prints ns per iteration, so
+    start-up and attach costs stay out: idle (no allocation: any cost here is the tracer's
+    presence), work (malloc + ~200 ns of work on the block + free), tight (malloc + free alone, the
+    worst case). The phases run 12 calls deep (about 17 frames per stack, as in the research
+    figures); "tight, 42 deep" (about 47 frames) shows the cost of depth. Slowdowns are against
+    the untraced run's median in the same invocation; fast runs are the median of -Runs.
+    Targets: issue 8 (agent) at most 2x on the work loop, below heaptrack on every loop, sampling
+    near 1.05x; issue 4 (breakpoint) under 300x on an allocation loop, no cost while idle.
 #>
 param(
     [string] $ModulePath = (Join-Path $PSScriptRoot '../../out/LeakTools/LeakTools.psd1'),
     [int] $Runs = 3,
-    [long] $Iterations = 2000000,
-    [int] $Depth = 12
+    [int] $BreakpointIterations = 20000
 )
 $ErrorActionPreference = 'Stop'
 Import-Module $ModulePath -Force
-$moduleDir = Split-Path (Resolve-Path $ModulePath)
-$agent = Join-Path $moduleDir 'native/linux-x64/libleaktools-agent.so'
-Add-Type -Path (Join-Path $PSScriptRoot 'AllocBench.cs') -ReferencedAssemblies (Join-Path $moduleDir 'LeakTools.Core.dll'), 'System.Collections', 'System.Threading', 'System.Threading.Thread', 'System.Diagnostics.Process', 'System.ComponentModel.Primitives', 'System.Linq' -IgnoreWarnings -WarningAction Ignore
 
-$work = Join-Path ([IO.Path]::GetTempPath()) "leaktools-allocbench-$PID"
-$null = New-Item -ItemType Directory -Path $work -Force
+$work = Join-Path ([IO.Path]::GetTempPath()) "leaktools-bench-watch-$PID"
+$null = New-Item -ItemType Directory -Force $work
 $exe = Join-Path $work 'alloc-bench'
-& gcc -O2 -o $exe (Join-Path $PSScriptRoot 'alloc-bench.c')
+& gcc -O2 -g -o $exe (Join-Path $PSScriptRoot '../fixtures/alloc-bench.c')
 if ($LASTEXITCODE -ne 0) { throw 'gcc failed' }
 $haveHeaptrack = [bool](Get-Command heaptrack -ErrorAction Ignore)
+$haveMemleax = [bool](Get-Command memleax -ErrorAction Ignore)
 
-function Get-Median([double[]] $Values) { $s = $Values | Sort-Object; $s[[int][math]::Floor(($s.Count - 1) / 2)] }
-
-function Invoke-Launched([string] $Command, [string[]] $Arguments) {
-    $out = & $Command @Arguments 2>&1 | Out-String
-    $m = [regex]::Match($out, 'RESULT ([0-9.]+)')
-    if (-not $m.Success) { throw "no RESULT from $Command $Arguments`n$out" }
-    [double]$m.Groups[1].Value
+function Read-Phases([string[]] $Lines) {
+    $r = @{}
+    foreach ($l in $Lines) { if ($l -match '^(idle|work|tight) ([0-9.]+) ') { $r[$Matches[1]] = [double]$Matches[2] } }
+    if ($r.Count -eq 0) { throw "no phase lines in: $($Lines -join "`n")" }
+    $r
 }
 
-# An attach: start detached, attach the engine, "go", read the result, detach.
-function Invoke-Attached([int] $Loop, [scriptblock] $Attach, [scriptblock] $Detach) {
-    $dir = Join-Path $work "attach-$([guid]::NewGuid().ToString('n').Substring(0, 8))"
-    $t = [AllocBenchTarget]::Start($dir, "'$exe' $Iterations $Loop $loopDepth")
+# Arguments of the program: wait, idle, work, tight iterations, depth.
+function Get-Arguments([double] $Wait, [long] $Count, [int] $Depth) { @("$Wait", '20000', "$Count", "$Count", "$Depth") }
+
+function Invoke-Untraced([long] $Count, [int] $Depth) { Read-Phases (& $exe @(Get-Arguments 0 $Count $Depth)) }
+
+function Invoke-WatchLaunch([long] $Count, [int] $Depth, [hashtable] $Engine) {
+    $null = Watch-Allocation -FilePath $exe -ArgumentList (Get-Arguments 0 $Count $Depth) -Expire 30 @Engine -InformationVariable said -WarningAction Ignore 6>$null
+    Read-Phases ([string[]]$said.MessageData)
+}
+
+function Invoke-WatchAttach([long] $Count, [int] $Depth, [hashtable] $Engine) {
+    $log = Join-Path $work "attach-$([guid]::NewGuid().ToString('n').Substring(0, 8)).log"
+    $p = Start-Process $exe -ArgumentList (Get-Arguments 1.5 $Count $Depth) -PassThru -RedirectStandardOutput $log
+    $null = Watch-Allocation -Id $p.Id -Expire 30 @Engine -WarningAction Ignore   # until the program exits
+    $p.WaitForExit()
+    Read-Phases (Get-Content $log)
+}
+
+function Invoke-HeaptrackLaunch([long] $Count, [int] $Depth) {
+    Push-Location $work # heaptrack writes its file into the current folder
+    try { Read-Phases ([string[]](& heaptrack -o (Join-Path $work 'ht-launch') $exe @(Get-Arguments 0 $Count $Depth) 2>&1)) }
+    finally { Pop-Location }
+}
+
+function Invoke-HeaptrackAttach([long] $Count, [int] $Depth) {
+    Push-Location $work
     try {
-        $engine = & $Attach $t.Pid $dir
-        try { $t.Go([TimeSpan]::FromMinutes(10)) }
-        finally { & $Detach $engine }
+        $log = Join-Path $work 'ht-attach.log'
+        $p = Start-Process $exe -ArgumentList (Get-Arguments 4 $Count $Depth) -PassThru -RedirectStandardOutput $log
+        Start-Sleep -Milliseconds 300
+        $null = & heaptrack -p $p.Id -o (Join-Path $work 'ht-attach') 2>&1   # gdb injects; returns when the program exits
+        $p.WaitForExit()
+        Read-Phases (Get-Content $log)
     }
-    finally { $t.Dispose() }
+    finally { Pop-Location }
 }
 
-# name = (work steps, call depth): ~17 frames per stack, and a deep one (~47 frames)
-$loops = [ordered]@{ 'tight' = @(0, $Depth); '~200 ns' = @(130, $Depth); 'tight, deep' = @(0, $Depth + 30) }
-$rows = [System.Collections.Generic.List[object]]::new()
-foreach ($name in $loops.Keys) {
-    $loop, $loopDepth = $loops[$name]
-    $fixtureArgs = @("$Iterations", "$loop", "$loopDepth", 'now')
-    # Interleaved: each round measures every engine once, so a busy machine slows all alike.
+function Invoke-Memleax([long] $Count, [int] $Depth) {
+    $log = Join-Path $work 'memleax.log'
+    $p = Start-Process $exe -ArgumentList (Get-Arguments 1.5 $Count $Depth) -PassThru -RedirectStandardOutput $log
+    Start-Sleep -Milliseconds 300
+    $null = & memleax -e 30 $p.Id 2>&1
+    $p.WaitForExit()
+    Read-Phases (Get-Content $log)
+}
+
+function Get-Median([double[]] $Values) { $s = @($Values | Sort-Object); $s[[int][math]::Floor(($s.Count - 1) / 2)] }
+
+# Runs each measurement $Times times, interleaved round by round (a busy machine slows all alike);
+# returns run -> phase -> median ns.
+function Measure-All([System.Collections.Specialized.OrderedDictionary] $Plan, [int] $Times) {
     $samples = [ordered]@{}
-    function Add-Sample([string] $Key, [double] $Value) { if (-not $samples.Contains($Key)) { $samples[$Key] = [System.Collections.Generic.List[double]]::new() }; $samples[$Key].Add($Value) }
-    for ($run = 0; $run -lt $Runs; $run++) {
-        Add-Sample 'untraced' (Invoke-Launched $exe $fixtureArgs)
-        Add-Sample 'agent, launch' ([AgentBenchLaunch]::Run((Join-Path $work 'launch'), $exe, $fixtureArgs, $agent, 0))
-        Add-Sample 'agent, attach' (Invoke-Attached $loop { param($p) [AgentBenchSession]::Attach($p, $agent, 0) } { param($s) $null = $s.Stop(); $s.Dispose() })
-        Add-Sample 'agent 512 KiB sampling, launch' ([AgentBenchLaunch]::Run((Join-Path $work 'launch'), $exe, $fixtureArgs, $agent, 524288))
-        Add-Sample 'agent 512 KiB sampling, attach' (Invoke-Attached $loop { param($p) [AgentBenchSession]::Attach($p, $agent, 524288) } { param($s) $null = $s.Stop(); $s.Dispose() })
-        if ($haveHeaptrack) {
-            Push-Location $work
-            try {
-                Add-Sample 'heaptrack, launch' (Invoke-Launched 'heaptrack' (@($exe) + $fixtureArgs))
-                Add-Sample 'heaptrack -p, attach' (Invoke-Attached $loop {
-                        param($p, $dir)
-                        $log = Join-Path $dir 'heaptrack.log'
-                        $null = Start-Process -FilePath heaptrack -ArgumentList '-p', $p -WorkingDirectory $dir -RedirectStandardOutput $log -RedirectStandardError "$log.err" -PassThru
-                        $clock = [Diagnostics.Stopwatch]::StartNew()
-                        while (-not ((Test-Path $log) -and (Get-Content -Raw $log) -match 'injection finished')) {
-                            if ($clock.Elapsed.TotalSeconds -gt 60) { throw "heaptrack -p did not inject: $(Get-Content -Raw $log)" }
-                            Start-Sleep -Milliseconds 50
-                        }
-                    } { param($x) })
-            }
-            finally { Pop-Location }
+    for ($i = 0; $i -lt $Times; $i++) {
+        foreach ($name in $Plan.Keys) {
+            if ($i -gt 0 -and $Plan[$name].Once) { continue }
+            $r = & $Plan[$name].Run
+            if (-not $samples.Contains($name)) { $samples[$name] = @{ idle = @(); work = @(); tight = @() } }
+            foreach ($phase in 'idle', 'work', 'tight') { if ($r.ContainsKey($phase)) { $samples[$name][$phase] += $r[$phase] } }
         }
     }
-    $measure = [ordered]@{}
-    foreach ($k in $samples.Keys) { $measure[$k] = Get-Median $samples[$k].ToArray() }
-    foreach ($k in $measure.Keys) {
-        $rows.Add([pscustomobject]@{ Loop = $name; Run = $k; NsPerIteration = $measure[$k]; Slowdown = $measure[$k] / $measure['untraced']; AddedNs = $measure[$k] - $measure['untraced'] })
+    $medians = [ordered]@{}
+    foreach ($name in $samples.Keys) {
+        $medians[$name] = @{}
+        foreach ($phase in 'idle', 'work', 'tight') { if ($samples[$name][$phase].Count) { $medians[$name][$phase] = Get-Median $samples[$name][$phase] } }
     }
+    $medians
 }
 
-Write-Host ("Watch-Allocation engines, alloc-bench.c ({0:N0} iterations, median of {1}), slowdown against untraced in the same run:" -f $Iterations, $Runs)
-Write-Host ("  (tight and ~200 ns: {0} calls deep, ~17 frames a stack; deep: {1} calls, ~47 frames)" -f $Depth, ($Depth + 30))
-foreach ($r in $rows) {
-    Write-Host ('  {0,-12} {1,-32} {2,9:N1} ns/iteration  {3,7:N2}x  {4,8:N1} ns added' -f $r.Loop, $r.Run, $r.NsPerIteration, $r.Slowdown, $r.AddedNs)
+$agent = @{ Engine = 'Agent' }
+$sampled = @{ Engine = 'Agent'; SampleInterval = 512KB }
+$breakpoint = @{ Engine = 'Breakpoint' }
+$n = 1000000
+$plan = [ordered]@{
+    'untraced'                        = @{ Run = { Invoke-Untraced 5000000 12 } }
+    'agent, launch'                   = @{ Run = { Invoke-WatchLaunch $n 12 $agent } }
+    'agent, attach'                   = @{ Run = { Invoke-WatchAttach $n 12 $agent } }
+    'agent 512 KiB sampling, launch'  = @{ Run = { Invoke-WatchLaunch $n 12 $sampled } }
+    'agent 512 KiB sampling, attach'  = @{ Run = { Invoke-WatchAttach $n 12 $sampled } }
+    'breakpoint, launch'              = @{ Run = { Invoke-WatchLaunch $BreakpointIterations 12 $breakpoint }; Once = $true }
+    'breakpoint, attach'              = @{ Run = { Invoke-WatchAttach $BreakpointIterations 12 $breakpoint }; Once = $true }
 }
-if (-not $haveHeaptrack) { Write-Host '  (heaptrack not installed: its rows are missing)' }
-Remove-Item $work -Recurse -Force -ErrorAction Ignore
+if ($haveHeaptrack) {
+    $plan['heaptrack, launch'] = @{ Run = { Invoke-HeaptrackLaunch 300000 12 } }
+    $plan['heaptrack -p, attach'] = @{ Run = { Invoke-HeaptrackAttach 300000 12 } }
+}
+if ($haveMemleax) { $plan['memleax, attach'] = @{ Run = { Invoke-Memleax 2000 12 }; Once = $true } }
+$main = Measure-All $plan $Runs
+
+$deepPlan = [ordered]@{
+    'untraced'      = @{ Run = { Invoke-Untraced 5000000 42 } }
+    'agent, launch' = @{ Run = { Invoke-WatchLaunch $n 42 $agent } }
+}
+if ($haveHeaptrack) { $deepPlan['heaptrack, launch'] = @{ Run = { Invoke-HeaptrackLaunch 300000 42 } } }
+$deep = Measure-All $deepPlan $Runs
+
+$base = $main['untraced']
+$rows = foreach ($k in $main.Keys) {
+    $r = $main[$k]
+    [pscustomobject]@{
+        Run        = $k
+        'idle ns'  = '{0:N1}' -f $r.idle
+        'idle x'   = '{0:N2}' -f ($r.idle / $base.idle)
+        'work ns'  = '{0:N1}' -f $r.work
+        'work x'   = '{0:N2}' -f ($r.work / $base.work)
+        'tight ns' = '{0:N1}' -f $r.tight
+        'tight x'  = '{0:N1}' -f ($r.tight / $base.tight)
+    }
+}
+Write-Host "alloc-bench.c phases 12 calls deep (~17 frames a stack); median of $Runs (breakpoint and memleax: one run):"
+$rows | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
+$deepBase = $deep['untraced']
+Write-Host 'tight loop 42 calls deep (~47 frames a stack):'
+foreach ($k in $deep.Keys) {
+    Write-Host ('  {0,-20} {1,8:N1} ns  {2,6:N1}x  ({3:N1} ns added per malloc+free)' -f $k, $deep[$k].tight, ($deep[$k].tight / $deepBase.tight), ($deep[$k].tight - $deepBase.tight))
+}
+Write-Host 'ns = the program''s own time per iteration of each phase; x = slowdown against the untraced run of the same invocation.'
+if (-not $haveHeaptrack) { Write-Host 'heaptrack is not installed: its rows are missing.' }
+if (-not $haveMemleax) { Write-Host 'memleax is not installed: its row is missing.' }
+Remove-Item -Recurse -Force $work -ErrorAction Ignore
+exit 0

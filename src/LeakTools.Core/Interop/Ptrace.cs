@@ -17,7 +17,6 @@ internal static unsafe partial class Ptrace
     public const int PTRACE_SETREGS = 13;
     public const int PTRACE_GETFPREGS = 14;
     public const int PTRACE_SETFPREGS = 15;
-    public const int PTRACE_SINGLESTEP = 9;
     public const int PTRACE_DETACH = 17;
     public const int PTRACE_SETOPTIONS = 0x4200;
     public const int PTRACE_GETEVENTMSG = 0x4201;

@@ -440,30 +440,6 @@ public sealed unsafe class PtraceSession : IDisposable
     /// detach (a fault the caller caused on purpose, like the return of a remote call).</summary>
     public void DiscardPendingSignal(int tid) => _thread.Invoke(() => RequireStopped(tid).PendingSignal = 0);
 
-    /// <summary>Executes one instruction of a stopped thread (PTRACE_SINGLESTEP) and waits until it
-    /// stops again. A signal that arrives first is kept pending (handed back on resume or detach)
-    /// and the step retried.</summary>
-    public void SingleStep(int tid) => _thread.Invoke(() =>
-    {
-        TracedThread t = RequireStopped(tid);
-        for (int attempt = 0; attempt < 16; attempt++)
-        {
-            int pending = t.PendingSignal;
-            if (Ptrace.Call(Ptrace.PTRACE_SINGLESTEP, tid, 0, 0) != 0) throw SystemError("PTRACE_SINGLESTEP", tid);
-            t.Stopped = false;
-            WaitForStop(t, TimeSpan.FromSeconds(10));
-            if (!_threads.ContainsKey(tid)) throw new ProcessExitedException(ProcessId);
-            bool stepped = Ptrace.WStopSig(t.LastStatus) == 5 && Ptrace.Event(t.LastStatus) == 0;
-            if (!stepped && t.PendingSignal == 0) t.PendingSignal = pending;
-            if (stepped)
-            {
-                t.PendingSignal = pending;
-                return;
-            }
-        }
-        throw new LeakToolsException(FailureKind.SystemError, "PtraceFailed", $"Thread {tid} of process {ProcessId} did not complete a single step.", ProcessId);
-    });
-
     /// <summary>Waits for the next stop of any traced thread (for tracers that resume threads):
     /// returns its id and wait status, or null after <paramref name="timeout"/>.</summary>
     public (int Tid, int Status)? WaitAny(TimeSpan timeout) => _thread.Invoke<(int, int)?>(() =>

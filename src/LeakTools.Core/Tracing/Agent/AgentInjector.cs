@@ -298,7 +298,7 @@ internal sealed class AgentInjector
         _session.WriteMemory(at, new[] { _breakpoints[at] });
         r.Rip = at;
         _session.SetRegisters(tid, r);
-        _session.SingleStep(tid);
+        if (!_session.PtraceThread.Invoke(() => _session.SingleStep(tid))) throw new ProcessExitedException(_pid);
         _session.WriteMemory(at, new byte[] { 0xCC });
         var ours = new HashSet<ulong>(_breakpoints.Keys);
         foreach (TracedThread t in _session.Threads.Values.ToList())

@@ -49,6 +49,8 @@ public sealed class AgentLaunchSpec
 {
     public string Program { get; set; } = "";
     public IReadOnlyList<string> Arguments { get; set; } = Array.Empty<string>();
+    /// <summary>Where the program starts; null: ours.</summary>
+    public string? WorkingDirectory { get; set; }
     /// <summary>KEY=value entries; default this process's environment.</summary>
     public IReadOnlyList<string>? Environment { get; set; }
     /// <summary>The child's descriptors: child fd -> our fd (stdin reads /dev/null unless given).</summary>
@@ -174,12 +176,20 @@ public sealed class AgentSession : IDisposable
             .Select(k => $"{k}={System.Environment.GetEnvironmentVariable(k)}")).ToList();
         string? preload = env.FirstOrDefault(e => e.StartsWith("LD_PRELOAD=", StringComparison.Ordinal));
         env.RemoveAll(e => e.StartsWith("LD_PRELOAD=", StringComparison.Ordinal) || e.StartsWith("LEAKTOOLS_AGENT=", StringComparison.Ordinal));
-        env.Add("LD_PRELOAD=" + staged + (preload is null || preload.Length == 11 ? "" : ":" + preload[11..]));
+        env.Add("LEAKTOOLS_PRELOAD=" + staged + (preload is null || preload.Length == 11 ? "" : ":" + preload[11..]));
         env.Add("LEAKTOOLS_AGENT=" + listener.AgentArguments);
+        // A shell changes to the working folder and execs the program (same pid) with the agent
+        // preloaded; the shell itself runs without it.
+        var argv = new List<string>
+        {
+            "/bin/sh", "-c", "cd -- \"$1\" || exit 127; shift; LD_PRELOAD=$LEAKTOOLS_PRELOAD; export LD_PRELOAD; unset LEAKTOOLS_PRELOAD; exec \"$@\"",
+            "sh", spec.WorkingDirectory ?? System.Environment.CurrentDirectory, spec.Program,
+        };
+        argv.AddRange(spec.Arguments);
         int pid;
         try
         {
-            pid = Spawn.Start(new[] { spec.Program }.Concat(spec.Arguments).ToList(), spec.Descriptors, env);
+            pid = Spawn.Start(argv, spec.Descriptors, env);
         }
         catch
         {
@@ -191,7 +201,6 @@ public sealed class AgentSession : IDisposable
             int? status = null;
             AgentConnection connection = listener.Accept(pid, options.ToConfig(), options.ConnectTimeout, cancel,
                 giveUp: () => (status ??= TryReap(pid)) is not null);
-            options.Verbose?.Invoke($"Started {spec.Program} as process {pid} with the agent preloaded.");
             return new AgentSession(listener, connection, pid, false, TimeSpan.Zero);
         }
         catch (LeakToolsException ex) when (ex.ErrorId == "AgentNotConnected")
@@ -201,7 +210,7 @@ public sealed class AgentSession : IDisposable
             if (!exited) { Libc.Kill(pid, 9); Reap(pid); }
             throw new LeakToolsException(FailureKind.NotSupported, "AgentUnavailable",
                 exited
-                    ? $"{spec.Program} exited before the agent connected (a static or setuid program ignores LD_PRELOAD)."
+                    ? $"{spec.Program} exited before the agent connected (it could not be started, or it is a static or setuid program, which ignores LD_PRELOAD)."
                     : $"The agent preloaded into {spec.Program} did not connect within {options.ConnectTimeout.TotalSeconds:0} s (a static or setuid program ignores LD_PRELOAD); the program was stopped.", spec.Program, ex);
         }
         catch
