@@ -500,7 +500,7 @@ static int start(const char *args, int launch)
 
     uint32_t functions = 0;
     for (int f = 0; f < LT_FN_COUNT; f++) if (lt_real[f]) functions |= 1u << f;
-    struct lt_rec_ready ready = { lt_hooked_slots(), lt_foreign_slots(), 0, functions };
+    struct lt_rec_ready ready = { lt_hooked_slots(), lt_foreign_slots(), 0, functions, (uint64_t)(uintptr_t)lt_real[LT_MALLOC] };
     if (!send_record(fd, LT_REC_READY, &ready, sizeof ready)) {
         unhook();
         raw_close(fd); raw_close(s_wake);

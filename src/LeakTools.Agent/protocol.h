@@ -66,6 +66,7 @@ struct lt_rec_ready {
     uint32_t foreign_slots;     /* slots bound to another implementation, left alone */
     uint32_t modules;
     uint32_t functions;         /* bit per enum lt_fn resolved */
+    uint64_t malloc_address;    /* the malloc the program is bound to (names the allocator's module) */
 };
 
 struct lt_rec_failed {

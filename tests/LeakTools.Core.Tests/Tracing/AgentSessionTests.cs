@@ -133,6 +133,29 @@ public sealed class AgentSessionTests
     }
 
     [LinuxFact("gcc")]
+    public void Attach_to_an_idle_process_takes_a_thread_waiting_in_read_and_its_read_resumes()
+    {
+        using AgentTestTarget target = AgentTestTarget.Spawn(); // one thread, blocked in read(stdin)
+        var clock = Stopwatch.StartNew();
+        using var cts = new CancellationTokenSource();
+        var verbose = new List<string>();
+        AgentSessionOptions options = Options();
+        options.Verbose = verbose.Add;
+        using AgentSession session = AgentSession.Attach(target.Pid, options, CancellationToken.None);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"attach took {clock.Elapsed}");
+        Assert.Contains(verbose, v => v.Contains("waits in system call 0")); // read(2)
+        var recorder = new AgentRecorder();
+        Task<AgentSessionEnd> run = Task.Run(() => session.Run(recorder, null, cts.Token));
+        // the interrupted read() was restarted: the next command arrives as if nothing happened
+        target.Send("leak 1");
+        WaitUntil(() => StacksByFunction(recorder, target, LeakFunctions).Count == LeakFunctions.Length, "the first command's allocations");
+        cts.Cancel();
+        Assert.Equal(AgentSessionEnd.Detached, run.Result);
+        Assert.Single(target.Send("checksum 1000"));
+        Assert.Equal(0, target.CloseAndWait());
+    }
+
+    [LinuxFact("gcc")]
     public void Attach_detach_attach_again_reuses_the_loaded_agent()
     {
         using AgentTestTarget target = AgentTestTarget.Spawn("2");

@@ -43,7 +43,7 @@ internal sealed unsafe class AgentTestTarget : IDisposable
     {
         get
         {
-            string path = Path.Combine(RepoPaths.Root, "out", "LeakTools", "native", "linux-x64", AgentPlacement.LibraryName);
+            string path = StagedAgent.Path;
             if (!File.Exists(path)) throw new InvalidOperationException($"{path} is missing: run build.ps1 Build first (it compiles the agent).");
             return path;
         }

@@ -24,7 +24,7 @@ public sealed class AgentEngine : IAllocationEventSource
         _session = session;
         _options = options;
         _launched = launched;
-        AllocatorModule = FindAllocatorModule(session.ProcessId);
+        AllocatorModule = FindAllocatorModule(session.ProcessId, session.Ready.MallocAddress);
         _exe = ProcFields.Link(ProcRoot.Default.File(session.ProcessId, "exe"));
     }
 
@@ -92,11 +92,12 @@ public sealed class AgentEngine : IAllocationEventSource
         }
     }
 
-    private static string? FindAllocatorModule(int pid)
+    private static string? FindAllocatorModule(int pid, ulong malloc)
     {
         try
         {
-            return RemoteModules.Read(pid, ProcRoot.Default).FirstOrDefault(m => m.IsLibc)?.Path;
+            List<RemoteModule> modules = RemoteModules.Read(pid, ProcRoot.Default);
+            return (modules.FirstOrDefault(m => m.Contains(malloc)) ?? modules.FirstOrDefault(m => m.IsLibc))?.Path;
         }
         catch (LeakToolsException)
         {

@@ -25,9 +25,10 @@ public sealed class AgentConfig
 public sealed record AgentHello(int Version, int ProcessId, long MonotonicNanoseconds, bool Launched, int EarlierSessions, string Token);
 
 /// <summary>The agent is hooked in: relocation slots now pointing at its hooks, slots it left
-/// alone (bound to another implementation), and which allocator functions it found (bit per
-/// <see cref="AgentProtocol.FunctionNames"/> entry).</summary>
-public sealed record AgentReady(int HookedSlots, int ForeignSlots, uint Functions)
+/// alone (bound to another implementation), which allocator functions it found (bit per
+/// <see cref="AgentProtocol.FunctionNames"/> entry), and the address of the malloc the program is
+/// bound to (its module is the allocator: the C library, or a preloaded jemalloc/tcmalloc).</summary>
+public sealed record AgentReady(int HookedSlots, int ForeignSlots, uint Functions, ulong MallocAddress)
 {
     public IEnumerable<string> FunctionNames =>
         AgentProtocol.FunctionNames.Where((_, i) => (Functions & (1u << i)) != 0);

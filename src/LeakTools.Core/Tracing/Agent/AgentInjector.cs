@@ -10,7 +10,11 @@ namespace LeakTools.Core.Tracing.Agent;
 /// gdb and is "UNSTABLE", its README says). Every thread is seized but keeps running; breakpoints go
 /// on the entries of the allocator's functions; the first thread that reaches one (and was not
 /// called from the dynamic linker) holds no allocator lock: it is kept there while the others run
-/// on and release whatever they hold (memray's method). On that thread, with its stack untouched
+/// on and release whatever they hold (memray's method). A process that does not allocate (an idle
+/// daemon) is stopped briefly instead and a thread blocked in a waiting system call (read, poll,
+/// epoll_wait, accept, nanosleep...) is taken if its stack, unwound with CFI, shows no dynamic
+/// linker frame and no signal handler: such a thread holds neither the loader's lock nor an
+/// allocator lock; it resumes its system call afterwards (orig_rax restored, so the kernel restarts it). On that thread, with its stack untouched
 /// (calls run on a private stack mapped for the purpose): <c>dlopen</c> of the agent (glibc 2.34+
 /// exports it from libc; older: <c>__libc_dlopen_mode</c>, or libdl's dlopen when loaded), then
 /// <c>leaktools_agent_start</c>, which connects back and hooks. Then every register (orig_rax and
@@ -30,6 +34,21 @@ internal sealed class AgentInjector
     private readonly Dictionary<ulong, byte> _breakpoints = new();
     private readonly List<int> _deferredSignals = new();
     private int _tid;
+    private bool _inSyscall;
+
+    /// <summary>x86-64 system calls a thread may wait in that neither malloc nor the dynamic
+    /// linker makes while holding a lock (futex, mmap, openat... are not here).</summary>
+    private static readonly HashSet<long> s_waitingSyscalls = new()
+    {
+        0 /* read */, 7 /* poll */, 23 /* select */, 34 /* pause */, 35 /* nanosleep */, 43 /* accept */,
+        45 /* recvfrom */, 47 /* recvmsg */, 61 /* wait4 */, 70 /* msgrcv */, 128 /* rt_sigtimedwait */,
+        130 /* rt_sigsuspend */, 208 /* io_getevents */, 230 /* clock_nanosleep */, 232 /* epoll_wait */,
+        247 /* waitid */, 270 /* pselect6 */, 271 /* ppoll */, 281 /* epoll_pwait */, 288 /* accept4 */,
+        299 /* recvmmsg */, 441 /* epoll_pwait2 */,
+    };
+
+    /// <summary>The thread was taken in a waiting system call (an idle process), not at an allocator entry.</summary>
+    public bool TakenInSystemCall => _inSyscall;
 
     public AgentInjector(int pid, ProcRoot? root = null, Action<string>? verbose = null)
     {
@@ -129,10 +148,12 @@ internal sealed class AgentInjector
             held.Start();
             haveThread = true;
             saved = _session.GetRegisters(_tid);
-            saved.Rip -= 1; // back onto the entry: it runs from there once we are done
+            if (!_inSyscall) saved.Rip -= 1; // back onto the entry: it runs from there once we are done
             savedXState = _session.GetRegisterSet(_tid, Ptrace.NT_X86_XSTATE);
             RemoveBreakpoints();
-            _verbose?.Invoke($"Thread {_tid} stopped at the entry of an allocator function; loading the agent on it.");
+            _verbose?.Invoke(_inSyscall
+                ? $"Thread {_tid} waits in system call {(long)saved.OrigRax} with no loader or allocator frame on its stack; loading the agent on it."
+                : $"Thread {_tid} stopped at the entry of an allocator function; loading the agent on it.");
 
             ulong ownStack = (saved.Rsp - 512) & ~0xFUL; // below the red zone of the interrupted code
             ulong errnoAddress = Call(saved, errnoLocation, ownStack);
@@ -247,9 +268,16 @@ internal sealed class AgentInjector
     {
         RemoteModule[] linker = modules.Where(m => m.IsDynamicLinker).ToArray();
         var clock = Stopwatch.StartNew();
+        TimeSpan nextIdleLook = TimeSpan.FromMilliseconds(200);
         while (true)
         {
             if (cancel.IsCancellationRequested) throw new OperationCanceledException(cancel);
+            if (clock.Elapsed >= nextIdleLook)
+            {
+                // No allocation for a while: look for a thread waiting where it holds nothing.
+                if (TakeWaitingThread(modules)) return;
+                nextIdleLook = clock.Elapsed + TimeSpan.FromSeconds(2);
+            }
             if (limit is TimeSpan l && clock.Elapsed > l)
             {
                 throw new LeakToolsException(FailureKind.ResourceBusy, "AgentNoAllocation",
@@ -287,6 +315,74 @@ internal sealed class AgentInjector
             }
             ContinueOther(tid);
         }
+    }
+
+    /// <summary>Stops every thread for a moment; takes one that hit an entry meanwhile, or else one
+    /// blocked in a waiting system call whose stack (unwound with CFI) has no dynamic-linker frame,
+    /// no signal frame, and code of the program below the C library's wrappers. The others resume.</summary>
+    private bool TakeWaitingThread(List<RemoteModule> modules)
+    {
+        _session.StopAll(TimeSpan.FromSeconds(10));
+        var ours = new HashSet<ulong>(_breakpoints.Keys);
+        int chosen = 0;
+        foreach (TracedThread t in _session.Threads.Values)
+        {
+            if (t.Stopped && Ptrace.WIfStopped(t.LastStatus) && Ptrace.WStopSig(t.LastStatus) == SIGTRAP && Ptrace.Event(t.LastStatus) == 0 &&
+                ours.Contains(_session.GetRegisters(t.Id).Rip - 1) && IsBreakpointTrap(t.Id))
+            {
+                chosen = t.Id; // at an entry after all
+                break;
+            }
+        }
+        bool inSyscall = false;
+        if (chosen == 0)
+        {
+            RemoteModule[] linker = modules.Where(m => m.IsDynamicLinker).ToArray();
+            RemoteModule? libc = modules.FirstOrDefault(m => m.IsLibc);
+            var code = new Unwinding.RemoteModules(_pid, _root);
+            var unwinder = new Unwinding.StackUnwinder(_pid, code);
+            Span<ulong> frames = stackalloc ulong[64];
+            foreach (TracedThread t in _session.Threads.Values.ToList())
+            {
+                if (!t.Stopped) continue;
+                UserRegisters r = _session.GetRegisters(t.Id);
+                if (!s_waitingSyscalls.Contains((long)r.OrigRax)) continue;
+                unwinder.Load(r.Rsp);
+                int n = unwinder.Unwind(r.Rip, r.Rsp, r, frames);
+                if (n < 3) continue; // too little of the stack to judge
+                bool safe = true, program = false;
+                for (int i = 0; i < n && safe; i++)
+                {
+                    ulong a = frames[i];
+                    if (linker.Any(m => m.Contains(a)) || IsSignalFrame(code, a)) safe = false;
+                    else if (libc is null || !libc.Contains(a)) program = true;
+                }
+                if (!safe || !program) continue;
+                chosen = t.Id;
+                inSyscall = true;
+                break;
+            }
+        }
+        foreach (TracedThread t in _session.Threads.Values.ToList())
+        {
+            if (!t.Stopped || t.Id == chosen) continue;
+            RewindIfOurs(t.Id, t.LastStatus, ours);
+            _session.Continue(t.Id);
+        }
+        if (chosen == 0) return false;
+        _tid = chosen;
+        _inSyscall = inSyscall;
+        return true;
+    }
+
+    private static bool IsSignalFrame(Unwinding.RemoteModules code, ulong address)
+    {
+        foreach (ulong a in new[] { address, address - 1 })
+        {
+            Unwinding.CodeMapping? m = code.Find(a);
+            if (m?.Cfi.RowAt((ulong)((long)a - m.Bias)) is { SignalFrame: true }) return true;
+        }
+        return false;
     }
 
     /// <summary>Lets a thread we do not want past one breakpoint: restores the byte with every

@@ -23,7 +23,7 @@ internal static class AgentProtocol
 
     public const int HelloSize = 4 + 4 + 8 + 4 + 4 + TokenLength;
     public const int ConfigSize = 8 + 8 + 8 + 4 + 4;
-    public const int ReadySize = 16;
+    public const int ReadySize = 24;
     public const int CounterSize = 8 + 16 * 8;
     public const int ExpiredSize = 8 + 8 + 8 + 8;
     public const int StatsSize = 12 * 8;
@@ -73,7 +73,8 @@ internal static class AgentProtocol
         return new AgentReady(
             (int)BinaryPrimitives.ReadUInt32LittleEndian(p),
             (int)BinaryPrimitives.ReadUInt32LittleEndian(p[4..]),
-            BinaryPrimitives.ReadUInt32LittleEndian(p[12..]));
+            BinaryPrimitives.ReadUInt32LittleEndian(p[12..]),
+            BinaryPrimitives.ReadUInt64LittleEndian(p[16..]));
     }
 
     public static AgentCounters ParseCounter(ReadOnlySpan<byte> p)
