@@ -178,18 +178,10 @@ static int expire_cb(const struct lt_block *b, void *ctx)
 
 static int ensure_sent_capacity(uint32_t n)
 {
-    if ((size_t)n + 1 <= s_sent_capacity) return 1;
-    size_t cap = s_sent_capacity ? s_sent_capacity : 4096;
-    while (cap < (size_t)n + 1) cap *= 2;
-    struct lt_rec_counter *m = lt_mmap(cap * sizeof *m);
-    if (!m) return 0;
-    if (s_sent) {
-        memcpy(m, s_sent, s_sent_capacity * sizeof *m);
-        lt_munmap(s_sent, s_sent_capacity * sizeof *m);
-    }
-    s_sent = m;
-    s_sent_capacity = cap;
-    return 1;
+    void *array = s_sent;
+    int ok = lt_grow(&array, &s_sent_capacity, s_sent_capacity, (size_t)n + 1, sizeof *s_sent, 4096);
+    s_sent = array;
+    return ok;
 }
 
 static void send_counters(int all)

@@ -39,6 +39,9 @@ static inline long lt_syscall6(long n, long a1, long a2, long a3, long a4, long 
 
 LT_HIDDEN void *lt_mmap(size_t size);          /* anonymous rw, NULL on failure */
 LT_HIDDEN void lt_munmap(void *p, size_t size);
+/* Grows an mmap'd array to at least `need` elements (doubling, from `initial`), keeping the first
+ * `used`; 0 when no memory could be mapped. */
+LT_HIDDEN int lt_grow(void **array, size_t *capacity, size_t used, size_t need, size_t element, size_t initial);
 LT_HIDDEN int lt_mprotect(void *p, size_t size, int prot);
 LT_HIDDEN int lt_gettid(void);
 LT_HIDDEN int lt_getpid(void);

@@ -258,17 +258,12 @@ static int slot_known(_Atomic(uintptr_t) *slot)
 
 static int add_slot_record(void)
 {
-    if (s_slot_count < s_slot_capacity) return 1;
-    uint32_t cap = s_slot_capacity ? s_slot_capacity * 2 : 256;
-    struct slot_rec *n = lt_mmap(cap * sizeof *n);
-    if (!n) return 0;
-    if (s_slots) {
-        memcpy(n, s_slots, s_slot_count * sizeof *n);
-        lt_munmap(s_slots, s_slot_capacity * sizeof *n);
-    }
-    s_slots = n;
-    s_slot_capacity = cap;
-    return 1;
+    void *array = s_slots;
+    size_t capacity = s_slot_capacity;
+    int ok = lt_grow(&array, &capacity, s_slot_count, (size_t)s_slot_count + 1, sizeof *s_slots, 256);
+    s_slots = array;
+    s_slot_capacity = (uint32_t)capacity;
+    return ok;
 }
 
 /* One aligned 8-byte compare-and-swap. A slot in the RELRO part is made writable first and left
@@ -341,17 +336,10 @@ struct present_ctx { uintptr_t *pairs; size_t count, capacity; };
 static int present_cb(struct module_view *m, void *ctx)
 {
     struct present_ctx *p = ctx;
-    if (p->count == p->capacity) {
-        size_t cap = p->capacity ? p->capacity * 2 : 512;
-        uintptr_t *n = lt_mmap(cap * 2 * sizeof(uintptr_t));
-        if (!n) return 1;
-        if (p->pairs) {
-            memcpy(n, p->pairs, p->count * 2 * sizeof(uintptr_t));
-            lt_munmap(p->pairs, p->capacity * 2 * sizeof(uintptr_t));
-        }
-        p->pairs = n;
-        p->capacity = cap;
-    }
+    void *array = p->pairs;
+    int ok = lt_grow(&array, &p->capacity, p->count, p->count + 1, 2 * sizeof(uintptr_t), 512);
+    p->pairs = array;
+    if (!ok) return 1;
     p->pairs[2 * p->count] = m->base;
     p->pairs[2 * p->count + 1] = (uintptr_t)m->dynamic;
     p->count++;

@@ -161,15 +161,20 @@ static void settle_old(void *old, int had, const struct lt_block *b, int failed)
 
 /* ---------- the hooks ---------- */
 
-HOOK static void *h_malloc(size_t n)
-{
-    if (!ACTIVE()) return REAL(LT_MALLOC, malloc_t)(n);
-    t_in_hook = 1;
-    void *p = REAL(LT_MALLOC, malloc_t)(n);
-    if (p) lt_record_alloc(p, n, LT_MALLOC, CALLER);
-    t_in_hook = 0;
-    return p;
-}
+/* malloc, valloc, pvalloc: one size argument, a block of that size */
+#define SIZE_HOOK(name, fn)                                                      \
+    HOOK static void *name(size_t n)                                             \
+    {                                                                            \
+        if (!ACTIVE()) return REAL(fn, malloc_t)(n);                             \
+        t_in_hook = 1;                                                           \
+        void *p = REAL(fn, malloc_t)(n);                                         \
+        if (p) lt_record_alloc(p, n, fn, CALLER);                                \
+        t_in_hook = 0;                                                           \
+        return p;                                                                \
+    }
+SIZE_HOOK(h_malloc, LT_MALLOC)
+SIZE_HOOK(h_valloc, LT_VALLOC)
+SIZE_HOOK(h_pvalloc, LT_PVALLOC)
 
 HOOK static void *h_calloc(size_t nmemb, size_t size)
 {
@@ -210,23 +215,17 @@ HOOK static void *h_reallocarray(void *old, size_t nmemb, size_t size)
     return p;
 }
 
-HOOK static void h_free(void *p)
-{
-    if (!p || !ACTIVE()) { REAL(LT_FREE, free_t)(p); return; }
-    t_in_hook = 1;
-    lt_record_free(p);
-    REAL(LT_FREE, free_t)(p);
-    t_in_hook = 0;
-}
-
-HOOK static void h_cfree(void *p)
-{
-    if (!p || !ACTIVE()) { REAL(LT_CFREE, free_t)(p); return; }
-    t_in_hook = 1;
-    lt_record_free(p);
-    REAL(LT_CFREE, free_t)(p);
-    t_in_hook = 0;
-}
+#define FREE_HOOK(name, fn)                                                      \
+    HOOK static void name(void *p)                                               \
+    {                                                                            \
+        if (!p || !ACTIVE()) { REAL(fn, free_t)(p); return; }                    \
+        t_in_hook = 1;                                                           \
+        lt_record_free(p);                                                       \
+        REAL(fn, free_t)(p);                                                     \
+        t_in_hook = 0;                                                           \
+    }
+FREE_HOOK(h_free, LT_FREE)
+FREE_HOOK(h_cfree, LT_CFREE)
 
 HOOK static int h_posix_memalign(void **out, size_t align, size_t size)
 {
@@ -250,26 +249,6 @@ HOOK static int h_posix_memalign(void **out, size_t align, size_t size)
     }
 MEMALIGN_HOOK(h_aligned_alloc, LT_ALIGNED_ALLOC)
 MEMALIGN_HOOK(h_memalign, LT_MEMALIGN)
-
-HOOK static void *h_valloc(size_t size)
-{
-    if (!ACTIVE()) return REAL(LT_VALLOC, malloc_t)(size);
-    t_in_hook = 1;
-    void *p = REAL(LT_VALLOC, malloc_t)(size);
-    if (p) lt_record_alloc(p, size, LT_VALLOC, CALLER);
-    t_in_hook = 0;
-    return p;
-}
-
-HOOK static void *h_pvalloc(size_t size)
-{
-    if (!ACTIVE()) return REAL(LT_PVALLOC, malloc_t)(size);
-    t_in_hook = 1;
-    void *p = REAL(LT_PVALLOC, malloc_t)(size);
-    if (p) lt_record_alloc(p, size, LT_PVALLOC, CALLER);
-    t_in_hook = 0;
-    return p;
-}
 
 /* ---------- dlopen / dlclose ----------
  * glibc's dlopen takes its caller from its own return address: the caller's RPATH/RUNPATH and

@@ -3,6 +3,7 @@
 #include "agent.h"
 
 #include <linux/futex.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -16,6 +17,22 @@ void *lt_mmap(size_t size)
 void lt_munmap(void *p, size_t size)
 {
     if (p) lt_syscall3(SYS_munmap, p, size, 0);
+}
+
+int lt_grow(void **array, size_t *capacity, size_t used, size_t need, size_t element, size_t initial)
+{
+    if (need <= *capacity) return 1;
+    size_t cap = *capacity ? *capacity : initial;
+    while (cap < need) cap *= 2;
+    void *n = lt_mmap(cap * element);
+    if (!n) return 0;
+    if (*array) {
+        memcpy(n, *array, used * element);
+        lt_munmap(*array, *capacity * element);
+    }
+    *array = n;
+    *capacity = cap;
+    return 1;
 }
 
 int lt_mprotect(void *p, size_t size, int prot)

@@ -20,6 +20,22 @@ BeforeAll {
         while (-not (Test-Watched $Id) -and (Get-Date) -lt $deadline) { Start-Sleep -Milliseconds 50 }
         Test-Watched $Id
     }
+
+    # Watch-Allocation -Id in a pwsh of its own (to be killed), output into $Log.
+    function Start-WatchingPwsh([int] $Id, [string] $Engine, [string] $Log) {
+        $pwsh = Get-PwshCommand
+        $script = "Import-Module '$(Get-TestModulePath)'; Watch-Allocation -Id $Id -Expire 1 -Engine $Engine | Out-Null"
+        $rest = @($pwsh | Select-Object -Skip 1) + @('-NoProfile', '-NonInteractive', '-Command', $script)
+        Start-Process $pwsh[0] -ArgumentList $rest -PassThru -RedirectStandardOutput $Log
+    }
+
+    # The LeakTools helper process a pwsh started (its child running LeakTools.Host).
+    function Get-Helper([int] $ParentId) {
+        Get-ChildItem /proc -Directory | Where-Object { $_.Name -match '^\d+$' } | Where-Object {
+            ((Get-Content "$($_.FullName)/stat" -Raw -ErrorAction Ignore) -match "^\d+ \(.*\) \S $ParentId ") -and
+            ((Get-Content "$($_.FullName)/cmdline" -Raw -ErrorAction Ignore) -match 'LeakTools')
+        } | Select-Object -First 1 | ForEach-Object { [int]$_.Name }
+    }
 }
 
 AfterAll {
@@ -118,19 +134,13 @@ Describe 'Watch-Allocation' {
         $plainExit = $LASTEXITCODE
         $log = Join-Path $Work 'bench-killed.log'
         $p = Start-Process $Bench -ArgumentList $arguments -PassThru -RedirectStandardOutput $log
-        $pwsh = Get-PwshCommand
-        $script = "Import-Module '$(Get-TestModulePath)'; Watch-Allocation -Id $($p.Id) -Expire 1 | Out-Null"
-        $rest = @($pwsh | Select-Object -Skip 1) + @('-NoProfile', '-NonInteractive', '-Command', $script)
-        $child = Start-Process $pwsh[0] -ArgumentList $rest -PassThru -RedirectStandardOutput (Join-Path $Work 'pwsh-killed.log')
+        $child = Start-WatchingPwsh $p.Id 'Agent' (Join-Path $Work 'pwsh-killed.log')
         try {
             Wait-Watched $p.Id | Should -BeTrue
             Start-Sleep -Milliseconds 500   # the work phase runs, hooked
-            $helper = Get-ChildItem /proc -Directory | Where-Object { $_.Name -match '^\d+$' } | Where-Object {
-                (Test-Path "$($_.FullName)/stat") -and ((Get-Content "$($_.FullName)/stat" -Raw -ErrorAction Ignore) -match "^\d+ \(.*\) \S $($child.Id) ") -and
-                ((Get-Content "$($_.FullName)/cmdline" -Raw -ErrorAction Ignore) -match 'LeakTools')
-            } | Select-Object -First 1
+            $helper = Get-Helper $child.Id
             $helper | Should -Not -BeNullOrEmpty
-            & kill -KILL $child.Id ([int]$helper.Name)   # the controller vanishes without a word
+            & kill -KILL $child.Id $helper   # the controller vanishes without a word
             $p.WaitForExit(120000) | Should -BeTrue
             $p.ExitCode | Should -Be $plainExit
             $traced = Get-Content $log
@@ -147,22 +157,17 @@ Describe 'Watch-Allocation' {
     It 'detaches cleanly when the pwsh running it is killed (<Engine>, <Signal>)' -ForEach @(
         @{ Engine = 'Breakpoint'; Signal = 'TERM' }, @{ Engine = 'Breakpoint'; Signal = 'KILL' }, @{ Engine = 'Agent'; Signal = 'KILL' }) {
         $p = Start-Process $Daemon -ArgumentList 200, 2 -PassThru -RedirectStandardOutput (Join-Path $Work "daemon-$Engine-$Signal.log")
-        $pwsh = Get-PwshCommand
-        $script = "Import-Module '$(Get-TestModulePath)'; Watch-Allocation -Id $($p.Id) -Expire 1 -Engine $Engine | Out-Null"
-        $rest = @($pwsh | Select-Object -Skip 1) + @('-NoProfile', '-NonInteractive', '-Command', $script)
-        $child = Start-Process $pwsh[0] -ArgumentList $rest -PassThru -RedirectStandardOutput (Join-Path $Work "pwsh-$Engine-$Signal.log")
+        $child = Start-WatchingPwsh $p.Id $Engine (Join-Path $Work "pwsh-$Engine-$Signal.log")
         try {
             Wait-Watched $p.Id | Should -BeTrue
             Start-Sleep -Milliseconds 500
-            $helper = Get-ChildItem /proc -Directory | Where-Object { $_.Name -match '^\d+$' } | Where-Object {
-                ((Get-Content "$($_.FullName)/stat" -Raw -ErrorAction Ignore) -match "^\d+ \(.*\) \S $($child.Id) ") -and
-                ((Get-Content "$($_.FullName)/cmdline" -Raw -ErrorAction Ignore) -match 'LeakTools')
-            } | Select-Object -First 1
+            $helper = Get-Helper $child.Id
+            $helper | Should -Not -BeNullOrEmpty
             & kill "-$Signal" $child.Id
             # the helper sees its input close, detaches (breakpoint engine) or tells the agent to unhook, and ends
             $deadline = (Get-Date).AddSeconds(30)
-            while ((Test-Path "/proc/$($helper.Name)") -and (Get-Date) -lt $deadline) { Start-Sleep -Milliseconds 100 }
-            Test-Path "/proc/$($helper.Name)" | Should -BeFalse
+            while ((Test-Path "/proc/$helper") -and (Get-Date) -lt $deadline) { Start-Sleep -Milliseconds 100 }
+            Test-Path "/proc/$helper" | Should -BeFalse
             (Get-Content "/proc/$($p.Id)/status" -Raw) | Should -Match 'TracerPid:\s+0\n'
             Start-Sleep -Milliseconds 500
             $p.HasExited | Should -BeFalse   # its allocator runs without us: no leftover jump, trap or hook
