@@ -165,7 +165,23 @@ struct lt_block {
 LT_HIDDEN int lt_live_init(void);
 LT_HIDDEN void lt_live_insert(uintptr_t ptr, uint64_t size, uint32_t stack, uint32_t flags, uint64_t now);
 LT_HIDDEN int lt_live_remove(uintptr_t ptr, struct lt_block *out);   /* 1 if it was there */
-LT_HIDDEN int lt_live_may_hold(uintptr_t ptr);                         /* sampling filter */
+/* Sampling: a counting filter of the sampled live blocks, so free() skips the table for others. */
+#define LT_FILTER_BITS 22
+extern LT_HIDDEN _Atomic uint8_t *lt_live_filter;
+static inline uint64_t lt_live_mix(uintptr_t p)
+{
+    uint64_t x = (uint64_t)p;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x;
+}
+static inline int lt_live_may_hold(uintptr_t ptr)
+{
+    return atomic_load_explicit(&lt_live_filter[(lt_live_mix(ptr) >> 8) & ((1u << LT_FILTER_BITS) - 1)], memory_order_relaxed) != 0;
+}
 typedef int (*lt_expire_fn)(const struct lt_block *b, void *ctx);      /* 0: full, called with NULL to flush */
 LT_HIDDEN void lt_live_expire(uint64_t older_than, lt_expire_fn fn, void *ctx);
 LT_HIDDEN void lt_live_clear(void);

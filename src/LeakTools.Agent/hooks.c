@@ -32,6 +32,10 @@ typedef int (*dlclose_t)(void *);
 /* the hook's caller, as it will be once the hook returns (every hook keeps a frame pointer) */
 #define CALLER (uintptr_t)__builtin_return_address(0), (uintptr_t)__builtin_frame_address(0) + 16, *(uintptr_t *)__builtin_frame_address(0)
 #define HOOK __attribute__((noinline, used, optimize("no-omit-frame-pointer")))
+/* With sampling, most allocations only count down the thread's byte budget and most frees find
+ * nothing in the filter: both are decided here, without a call. */
+#define UNSAMPLED(size) (lt_cfg.sample_interval && t_countdown > (int64_t)(size) && ((t_countdown -= (int64_t)(size)), 1))
+#define NOT_SAMPLED_FREE(p) (lt_cfg.sample_interval && !lt_live_may_hold((uintptr_t)(p)))
 
 /* ---------- sampling (byte interval, exponentially distributed, as jemalloc and tcmalloc) ---------- */
 
@@ -165,7 +169,7 @@ static void settle_old(void *old, int had, const struct lt_block *b, int failed)
 #define SIZE_HOOK(name, fn)                                                      \
     HOOK static void *name(size_t n)                                             \
     {                                                                            \
-        if (!ACTIVE()) return REAL(fn, malloc_t)(n);                             \
+        if (!ACTIVE() || UNSAMPLED(n)) return REAL(fn, malloc_t)(n);             \
         t_in_hook = 1;                                                           \
         void *p = REAL(fn, malloc_t)(n);                                         \
         if (p) lt_record_alloc(p, n, fn, CALLER);                                \
@@ -218,7 +222,7 @@ HOOK static void *h_reallocarray(void *old, size_t nmemb, size_t size)
 #define FREE_HOOK(name, fn)                                                      \
     HOOK static void name(void *p)                                               \
     {                                                                            \
-        if (!p || !ACTIVE()) { REAL(fn, free_t)(p); return; }                    \
+        if (!p || !ACTIVE() || NOT_SAMPLED_FREE(p)) { REAL(fn, free_t)(p); return; } \
         t_in_hook = 1;                                                           \
         lt_record_free(p);                                                       \
         REAL(fn, free_t)(p);                                                     \

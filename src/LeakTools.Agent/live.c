@@ -9,7 +9,7 @@
 
 #define SHARD_BITS 9
 #define SHARDS (1u << SHARD_BITS)
-#define FILTER_BITS 22
+#define FILTER_BITS LT_FILTER_BITS
 
 struct shard {
     lt_lock lock;
@@ -20,18 +20,9 @@ struct shard {
 } __attribute__((aligned(64)));
 
 static struct shard s_shards[SHARDS];
-static _Atomic uint8_t *s_filter;
-
-static inline uint64_t mix(uintptr_t p)
-{
-    uint64_t x = (uint64_t)p;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x;
-}
+_Atomic uint8_t *lt_live_filter;
+#define s_filter lt_live_filter
+#define mix lt_live_mix
 
 int lt_live_init(void)
 {
@@ -69,11 +60,6 @@ static inline void filter_remove(uint64_t h)
     _Atomic uint8_t *c = &s_filter[(h >> 8) & ((1u << FILTER_BITS) - 1)];
     uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
     while (v != 255 && v != 0 && !atomic_compare_exchange_weak_explicit(c, &v, v - 1, memory_order_relaxed, memory_order_relaxed)) {}
-}
-
-int lt_live_may_hold(uintptr_t ptr)
-{
-    return atomic_load_explicit(&s_filter[(mix(ptr) >> 8) & ((1u << FILTER_BITS) - 1)], memory_order_relaxed) != 0;
 }
 
 void lt_live_insert(uintptr_t ptr, uint64_t size, uint32_t stack, uint32_t flags, uint64_t now)
