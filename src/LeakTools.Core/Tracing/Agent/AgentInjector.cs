@@ -87,6 +87,12 @@ internal sealed class AgentInjector
             }
         }
         List<RemoteModule> modules = RemoteModules.Read(pid, root);
+        // Just started: the dynamic linker may still be mapping the libraries (libc not there yet).
+        for (int i = 0; i < 100 && !modules.Any(m => m.IsLibc) && modules.Any(m => m.IsDynamicLinker); i++)
+        {
+            Thread.Sleep(20);
+            modules = RemoteModules.Read(pid, root);
+        }
         if (modules.Any(m => m.IsMusl))
         {
             throw new LeakToolsException(FailureKind.NotSupported, "AgentUnavailable",
