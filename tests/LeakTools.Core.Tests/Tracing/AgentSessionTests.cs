@@ -313,6 +313,18 @@ public sealed class AgentSessionTests
     }
 
     [LinuxFact("gcc")]
+    public void Attach_under_a_seccomp_filter_is_refused_cleanly()
+    {
+        using AgentTestTarget target = AgentTestTarget.Spawn("0", "seccomp");
+        Assert.Matches(@"Seccomp:\s+2\n", target.Status);
+        var ex = Assert.Throws<LeakToolsException>(() => AgentSession.Attach(target.Pid, Options(), CancellationToken.None));
+        Assert.Equal("AgentUnavailable", ex.ErrorId);
+        Assert.Contains("seccomp", ex.Message);
+        Assert.Matches(@"TracerPid:\s+0\n", target.Status); // refused before any ptrace
+        Assert.Single(target.Send("checksum 1000"));
+    }
+
+    [LinuxFact("gcc")]
     public void Attach_to_a_static_binary_is_refused_cleanly()
     {
         string exe = FixtureBuilder.Build("agent-workload.c", "-O2 -static", "lt-agent-static");
