@@ -484,6 +484,7 @@ static int start(const char *args, int launch)
     s_stacks_sent = 0;
     if (s_sent) memset(s_sent, 0, s_sent_capacity * sizeof *s_sent);
     lt_modules_changed();
+    lt_detect_shadow_stack();
     s_sock = fd;
     s_wake = (int)lt_syscall3(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK, 0);
 

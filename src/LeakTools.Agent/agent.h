@@ -121,6 +121,7 @@ LT_HIDDEN int lt_unwind_init(void);
  * unwinding at most depth-1 return addresses; reuses the thread's last walk when nothing changed. */
 LT_HIDDEN uint32_t lt_stack_of(uintptr_t entry, uint32_t fn, uintptr_t pc, uintptr_t sp, uintptr_t bp, uint32_t depth);
 LT_HIDDEN void lt_walk_invalidate(void);
+LT_HIDDEN int lt_code_range(uintptr_t pc, uintptr_t *lo, uintptr_t *hi);
 
 /* ---- stacks (stacks.c) ---- */
 /* Counters the hooks update, striped by thread (one cache line per stack and stripe), so threads
@@ -196,5 +197,6 @@ LT_HIDDEN void lt_record_alloc(void *p, uint64_t size, enum lt_fn fn, uintptr_t 
 LT_HIDDEN void lt_record_free(void *p);
 LT_HIDDEN void lt_after_dlopen(void);
 LT_HIDDEN void lt_after_dlclose(void);
+LT_HIDDEN void lt_detect_shadow_stack(void);
 
 #endif

@@ -257,18 +257,72 @@ MEMALIGN_HOOK(h_memalign, LT_MEMALIGN)
 /* ---------- dlopen / dlclose ----------
  * glibc's dlopen takes its caller from its own return address: the caller's RPATH/RUNPATH and
  * namespace decide where a bare library name is searched (heaptrack's injected hook broke Julia's
- * RUNPATH this way). So for a bare name the hook jumps to the real dlopen with the caller's return
- * address untouched, and wakes the agent thread, which waits for the loader lock (dladdr takes it)
- * and patches the new modules. A path with a slash is not searched: the hook calls dlopen itself
- * and patches before returning, so the new library's first allocation is already seen. */
+ * RUNPATH this way). So the hook never calls dlopen from the agent with a bare name: it jumps to
+ * the real dlopen with a return address inside the caller's own module, at a `ret` byte found in
+ * that module's code, which returns to a continuation in the agent, which patches the new
+ * modules and returns to the caller. dlopen sees the right caller, and the new library's slots
+ * are patched before the caller's next instruction. A path with a slash is not searched: the hook
+ * calls dlopen itself. Where no such byte is usable (execute-only code, a user-space shadow stack),
+ * the hook jumps to dlopen with the caller's return address untouched and the agent thread
+ * patches the new modules as soon as the loader lock is free (waking it is all the hook does). */
 
 void lt_notify_dlopen(void);   /* agent.c */
 
-LT_HIDDEN int lt_dlopen_prepare(const char *file);
-int lt_dlopen_prepare(const char *file)
+static int s_shadow_stack = -1;   /* x86 user shadow stack (CET): a gadget return would fault */
+
+struct gadget { uintptr_t lo, addr; };
+static struct gadget s_gadgets[32];
+static lt_lock s_gadget_lock;
+
+static uintptr_t return_gadget(uintptr_t caller)
 {
-    if (!atomic_load_explicit(&lt_enabled, memory_order_relaxed)) return 1;
+    if (s_shadow_stack != 0) return 0;   /* unknown or on: no gadget */
+    uintptr_t lo, hi;
+    if (!lt_code_range(caller, &lo, &hi)) return 0;
+    uintptr_t found = 0;
+    lt_lock_take(&s_gadget_lock);
+    for (unsigned i = 0; i < sizeof s_gadgets / sizeof *s_gadgets; i++)
+        if (s_gadgets[i].lo == lo) { found = s_gadgets[i].addr; break; }
+    if (!found) {
+        const uint8_t *c = memchr((const void *)lo, 0xC3, hi - lo);   /* ret */
+        if (c) {
+            found = (uintptr_t)c;
+            static unsigned next;
+            s_gadgets[next++ % (sizeof s_gadgets / sizeof *s_gadgets)] = (struct gadget){ lo, found };
+        }
+    }
+    lt_lock_release(&s_gadget_lock);
+    return found;
+}
+
+/* Called once per session (not from a hook): does this process run with a user shadow stack? */
+void lt_detect_shadow_stack(void)
+{
+    s_shadow_stack = 0;
+    long fd = lt_syscall3(SYS_open, "/proc/self/status", 0 /* O_RDONLY */, 0);
+    if (fd < 0) { s_shadow_stack = 1; return; }
+    static char buf[8192];
+    long n = lt_syscall3(SYS_read, fd, buf, sizeof buf - 1);
+    lt_syscall3(SYS_close, fd, 0, 0);
+    if (n <= 0) { s_shadow_stack = 1; return; }
+    buf[n] = 0;
+    const char *f = strstr(buf, "x86_Thread_features:");
+    if (f) {
+        const char *end = strchr(f, '\n');
+        const char *shstk = strstr(f, "shstk");
+        if (shstk && (!end || shstk < end)) s_shadow_stack = 1;
+    }
+}
+
+/* 1: call dlopen here (a path); 0: plain jump (no gadget); else the gadget to return through. */
+LT_HIDDEN uintptr_t lt_dlopen_prepare(const char *file, int mode, uintptr_t caller);
+uintptr_t lt_dlopen_prepare(const char *file, int mode, uintptr_t caller)
+{
+    (void)mode;
+    if (!atomic_load_explicit(&lt_enabled, memory_order_relaxed)) return 0;
     if (!file || (strchr(file, '/') && !strchr(file, '$'))) return 1;
+    uintptr_t g = return_gadget(caller);
+    if (g > 1) return g;
     lt_notify_dlopen();
     return 0;
 }
@@ -283,6 +337,17 @@ void *lt_dlopen_sync(const char *file, int mode)
         errno = saved;
     }
     return h;
+}
+
+/* the gadget's continuation: dlopen returned `handle` */
+LT_HIDDEN void lt_dlopen_done(void *handle);
+void lt_dlopen_done(void *handle)
+{
+    if (handle && atomic_load_explicit(&lt_enabled, memory_order_relaxed)) {
+        int saved = errno;
+        lt_after_dlopen();
+        errno = saved;
+    }
 }
 
 void lt_hook_dlopen(void);
@@ -300,6 +365,7 @@ __asm__(
     "  .cfi_adjust_cfa_offset 8\n"
     "  sub $8, %rsp\n"
     "  .cfi_adjust_cfa_offset 8\n"
+    "  mov 24(%rsp), %rdx\n"          /* the caller's return address */
     "  call lt_dlopen_prepare\n"
     "  add $8, %rsp\n"
     "  .cfi_adjust_cfa_offset -8\n"
@@ -307,11 +373,29 @@ __asm__(
     "  .cfi_adjust_cfa_offset -8\n"
     "  pop %rdi\n"
     "  .cfi_adjust_cfa_offset -8\n"
-    "  test %eax, %eax\n"
-    "  jnz lt_dlopen_sync\n"
-    "  jmp *lt_real+88(%rip)\n"    /* lt_real[LT_DLOPEN]: keep in step with enum lt_fn */
+    "  cmp $1, %rax\n"
+    "  je lt_dlopen_sync\n"
+    "  test %rax, %rax\n"
+    "  jz 1f\n"
+    "  lea lt_dlopen_continue(%rip), %r11\n"
+    "  push %r11\n"                    /* where the gadget's ret goes */
+    "  push %rax\n"                    /* dlopen's return address: the ret byte in the caller's module */
+    "1:\n"
+    "  jmp *lt_real+88(%rip)\n"        /* lt_real[LT_DLOPEN]: keep in step with enum lt_fn */
     "  .cfi_endproc\n"
-    ".size lt_hook_dlopen, .-lt_hook_dlopen\n");
+    ".size lt_hook_dlopen, .-lt_hook_dlopen\n"
+    ".type lt_dlopen_continue, @function\n"
+    "lt_dlopen_continue:\n"             /* entered by the gadget's ret: rsp points at the caller's return address */
+    "  .cfi_startproc\n"
+    "  push %rax\n"
+    "  .cfi_adjust_cfa_offset 8\n"
+    "  mov %rax, %rdi\n"
+    "  call lt_dlopen_done\n"
+    "  pop %rax\n"
+    "  .cfi_adjust_cfa_offset -8\n"
+    "  ret\n"
+    "  .cfi_endproc\n"
+    ".size lt_dlopen_continue, .-lt_dlopen_continue\n");
 _Static_assert(LT_DLOPEN == 11, "lt_hook_dlopen jumps through lt_real[11]");
 
 HOOK static int h_dlclose(void *handle)

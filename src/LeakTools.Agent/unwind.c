@@ -47,6 +47,7 @@ struct uw_module {
     const uint8_t *hdr;             /* .eh_frame_hdr */
     const int32_t *table;           /* its sorted (pc, fde) table, both relative to hdr */
     uint32_t fde_count;
+    uint32_t readable;              /* PF_R as well as PF_X */
 };
 
 struct uw_modules {
@@ -79,6 +80,7 @@ static int build_cb(struct dl_phdr_info *info, size_t size, void *data)
         m->hdr = NULL;
         m->table = NULL;
         m->fde_count = 0;
+        m->readable = (p->p_flags & PF_R) != 0;
         /* version 1, table of sdata4 pairs relative to the header (what every linker writes) */
         if (hdr && hdr[0] == 1 && hdr[3] == (DW_EH_PE_datarel | DW_EH_PE_sdata4)) {
             const uint8_t *q = hdr + 4;
@@ -155,6 +157,16 @@ static const struct uw_module *find_module(uintptr_t pc)
     if (lo == 0) return NULL;
     const struct uw_module *m = &s->m[lo - 1];
     return pc < m->hi ? m : NULL;
+}
+
+/* The readable executable segment holding pc (for the dlopen hook's return gadget). */
+int lt_code_range(uintptr_t pc, uintptr_t *lo, uintptr_t *hi)
+{
+    const struct uw_module *m = find_module(pc);
+    if (!m || !m->readable) return 0;
+    *lo = m->lo;
+    *hi = m->hi;
+    return 1;
 }
 
 /* ---------- DWARF CFI ---------- */

@@ -156,6 +156,33 @@ public sealed class AgentSessionTests
     }
 
     [LinuxFact("gcc")]
+    public void A_library_dlopened_by_name_is_found_through_the_programs_RUNPATH_and_seen_from_its_first_call()
+    {
+        // dlopen takes its caller from its return address: called from the agent, the program's
+        // RUNPATH would not be searched (heaptrack's bug). The workload has RUNPATH = the plugin's folder.
+        string plugin = AgentTestTarget.Plugin;
+        string dir = Path.GetDirectoryName(plugin)!;
+        string exe = FixtureBuilder.Build("agent-workload.c", $"-O2 -g -fPIE -pie -ldl -Wl,--enable-new-dtags,-rpath,{dir}", "lt-agent-runpath");
+        Assert.Contains("RUNPATH", Tools.Run("readelf", "-d", exe));
+        using AgentTestTarget target = AgentTestTarget.SpawnCommand(new[] { exe, "2" });
+        using var cts = new CancellationTokenSource();
+        using AgentSession session = AgentSession.Attach(target.Pid, Options(), CancellationToken.None);
+        var recorder = new AgentRecorder();
+        Task<AgentSessionEnd> run = Task.Run(() => session.Run(recorder, null, cts.Token));
+        List<string> said = target.Send($"load {Path.GetFileName(plugin)} 5"); // a bare name: searched
+        Assert.Empty(said); // no "ERROR <dlerror>": found through the RUNPATH
+        Dictionary<string, int> stacks = new();
+        WaitUntil(() =>
+        {
+            stacks = StacksByFunction(recorder, target, new[] { "plugin_allocate" });
+            return stacks.Count == 1 && CountersOf(recorder, stacks["plugin_allocate"]).ExpiredCount == 5;
+        }, "all five blocks of the plugin's first call");
+        cts.Cancel();
+        Assert.Equal(AgentSessionEnd.Detached, run.Result);
+        Assert.Equal(0, target.CloseAndWait());
+    }
+
+    [LinuxFact("gcc")]
     public void Attach_detach_attach_again_reuses_the_loaded_agent()
     {
         using AgentTestTarget target = AgentTestTarget.Spawn("2");
