@@ -70,7 +70,11 @@ internal sealed class AgentListener : IDisposable
                     continue;
                 }
                 var connection = new AgentConnection(client, pid);
-                if (connection.Handshake(Token, config, timeout - clock.Elapsed, cancel)) return connection;
+                if (connection.Handshake(Token, config, timeout - clock.Elapsed, cancel))
+                {
+                    RemoveFolder(); // connected: the path is no longer needed (nothing stays behind, even after kill -9)
+                    return connection;
+                }
                 connection.Dispose();
             }
             catch (Exception ex) when (ex is SocketException or IOException)
@@ -87,11 +91,16 @@ internal sealed class AgentListener : IDisposable
         return n >= 4 ? BinaryPrimitives.ReadInt32LittleEndian(cred) : -1;
     }
 
+    private void RemoveFolder()
+    {
+        try { Directory.Delete(_hostDir, recursive: true); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
+    }
+
     public void Dispose()
     {
         _socket.Dispose();
-        try { Directory.Delete(_hostDir, recursive: true); }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
+        RemoveFolder();
     }
 }
 
