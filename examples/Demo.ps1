@@ -43,11 +43,11 @@ try {
     Get-ProcessPss leaky-daemon | Get-ProcessMemoryMap | Sort-Object Rss -Descending | Select-Object -First 5 | Format-Table | Out-Wide
     Write-Host 'The growth is anonymous memory in [heap]: malloc''d blocks that are never freed.'
 
-    Show 'Which call stack leaks? Watch-Allocation attaches to the running daemon for 4 seconds (memleax done right)'
+    Show 'Which call stack leaks? Watch-Allocation hooks the running daemon from inside for 4 seconds (memleax done right, at heaptrack''s cost)'
     Write-Host '> Watch-Allocation -Id $daemon.Id -Expire 1 -Duration 4 | Sort-Object ExpiredBytes -Descending | Select-Object -First 1'
     $leak = Watch-Allocation -Id $daemon.Id -Expire 1 -Duration 4 | Sort-Object ExpiredBytes -Descending | Select-Object -First 1
     $leak | Out-Wide
-    Write-Host ('{0:N0} blocks of {1:N0} bytes outlived 1 s, allocated by {2} at {3}; the daemon runs on, untraced ({4}).' -f $leak.ExpiredCount, ($leak.ExpiredBytes / [math]::Max(1, $leak.ExpiredCount)), $leak.Function, $leak.Location, ((Get-Content "/proc/$($daemon.Id)/status" | Select-String TracerPid).Line -replace '\s+', ' '))
+    Write-Host ('{0:N0} blocks of {1:N0} bytes outlived 1 s, allocated by {2} at {3} (the {4} engine: an agent loaded into the daemon, unhooked again at the end); the daemon runs on, untraced ({5}).' -f $leak.ExpiredCount, ($leak.ExpiredBytes / [math]::Max(1, $leak.ExpiredCount)), $leak.Function, $leak.Location, $leak.Engine, ((Get-Content "/proc/$($daemon.Id)/status" | Select-String TracerPid).Line -replace '\s+', ' '))
 
     Show 'Which code allocates? Resolve-Address turns addresses into functions and source lines'
     Write-Host '> Get-ElfSymbol $exe -Type FUNC -DefinedOnly | Where-Object Size -gt 0'

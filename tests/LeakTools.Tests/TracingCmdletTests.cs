@@ -19,8 +19,10 @@ public sealed class TracingCmdletTests : IDisposable
 
     private static string Ask(FixtureProcess f, string command) => AllocServer.Ask(f, command);
 
-    [LinuxFact("gcc")]
-    public void Piped_by_Id_sorted_and_exported_one_row_per_stack()
+    [LinuxTheory("gcc")]
+    [InlineData("Agent")]
+    [InlineData("Breakpoint")]
+    public void Piped_by_Id_sorted_and_exported_one_row_per_stack(string engine)
     {
         using FixtureProcess f = FixtureProcess.Start(Server());
         string csv = Path.Combine(Path.GetTempPath(), $"leaktools-watch-{Environment.ProcessId}.csv");
@@ -28,9 +30,10 @@ public sealed class TracingCmdletTests : IDisposable
         try
         {
             var r = _ps.Run(
-                "[pscustomobject]@{ Id = $target } | Watch-Allocation -Expire 0.2 -Duration 2 | Sort-Object ExpiredBytes -Descending | Select-Object -First 5 -OutVariable top | Export-Csv $csv; $top",
-                Vars(("target", f.Pid), ("csv", csv))).NoErrors();
+                "[pscustomobject]@{ Id = $target } | Watch-Allocation -Expire 0.2 -Duration 2 -Engine $engine | Sort-Object ExpiredBytes -Descending | Select-Object -First 5 -OutVariable top | Export-Csv $csv; $top",
+                Vars(("target", f.Pid), ("csv", csv), ("engine", engine))).NoErrors();
             var stacks = r.All<AllocationStack>().ToList();
+            Assert.All(stacks, s => Assert.Equal(engine, s.Engine));
             Assert.NotEmpty(stacks);
             Assert.All(stacks, s => Assert.True(s.Final)); // with a command after it: only the final update per stack
             Assert.Equal(stacks.Count, stacks.Select(s => s.StackId).Distinct().Count());
@@ -47,22 +50,24 @@ public sealed class TracingCmdletTests : IDisposable
         }
     }
 
-    /// <summary>Starts the fixture's workers once the tracer is attached (threads born after attach).</summary>
+    /// <summary>Starts the fixture's workers once an engine watches it (threads born after attach).</summary>
     private static void StartWorkersOnceTraced(FixtureProcess f, string command)
     {
-        AllocServer.WaitUntilTraced(f.Pid);
+        AllocServer.WaitUntilWatched(f.Pid);
         f.Send(command);
     }
 
-    [LinuxFact("gcc")]
-    public void Ctrl_C_detaches_and_the_target_runs_on_untraced()
+    [LinuxTheory("gcc")]
+    [InlineData("Agent")]
+    [InlineData("Breakpoint")]
+    public void Ctrl_C_detaches_and_the_target_runs_on_untraced(string engine)
     {
         using FixtureProcess f = FixtureProcess.Start(Server());
         string sum = Ask(f, "sum");
         var (runspace, ps) = PowerShellSession.CreateStoppable();
         using var _ = runspace;
         using var __ = ps;
-        ps.AddCommand("Watch-Allocation").AddParameter("Id", f.Pid).AddParameter("Expire", 1);
+        ps.AddCommand("Watch-Allocation").AddParameter("Id", f.Pid).AddParameter("Expire", 1).AddParameter("Engine", engine);
         var async = ps.BeginInvoke();
         StartWorkersOnceTraced(f, "start 2");
         Thread.Sleep(1500);
@@ -72,6 +77,7 @@ public sealed class TracingCmdletTests : IDisposable
         Assert.StartsWith("started", f.ReadLine(TimeSpan.FromSeconds(10)));
         Assert.StartsWith("joined", Ask(f, "join"));
         Assert.Equal(sum, Ask(f, "sum"));
+        if (engine == "Agent") Assert.Contains("libleaktools-agent.so", File.ReadAllText($"/proc/{f.Pid}/maps")); // loaded, never dlclosed
     }
 
     [LinuxFact]
@@ -94,6 +100,18 @@ public sealed class TracingCmdletTests : IDisposable
         Assert.Contains("ParameterArgumentValidationError", (tooDeep.Terminating as IContainsErrorRecord)?.ErrorRecord.FullyQualifiedErrorId ?? tooDeep.Errors.Single().FullyQualifiedErrorId);
         var notADuration = _ps.Run("Watch-Allocation -Id $pid -Expire soon");
         Assert.Contains("ParameterArgumentTransformationError", (notADuration.Terminating as IContainsErrorRecord)?.ErrorRecord.FullyQualifiedErrorId ?? notADuration.Errors.Single().FullyQualifiedErrorId);
+
+        foreach (var (bad, expected) in new[]
+        {
+            ("-Engine Breakpoint -SampleInterval 512KB", "SamplingNeedsAgent"),
+            ("-Engine Agent -Module libc.so.6", "ModuleNeedsBreakpoint"),
+        })
+        {
+            var r = _ps.Run($"Watch-Allocation -Id $pid -Duration 1 {bad}");
+            Assert.Equal($"{expected},LeakTools.Commands.WatchAllocationCommand", (r.Terminating as IContainsErrorRecord)?.ErrorRecord.FullyQualifiedErrorId ?? r.Errors.Single().FullyQualifiedErrorId);
+        }
+        var badEngine = _ps.Run("Watch-Allocation -Id $pid -Engine Magic");
+        Assert.Contains("ParameterArgumentValidationError", (badEngine.Terminating as IContainsErrorRecord)?.ErrorRecord.FullyQualifiedErrorId ?? badEngine.Errors.Single().FullyQualifiedErrorId);
 
         var noProgram = _ps.Run("Watch-Allocation -FilePath ./no-such-program-here");
         Assert.Equal("ProgramNotFound,LeakTools.Commands.WatchAllocationCommand", (noProgram.Terminating as IContainsErrorRecord)?.ErrorRecord.FullyQualifiedErrorId ?? noProgram.Errors.Single().FullyQualifiedErrorId);

@@ -21,6 +21,26 @@ public static class AllocServer
 
     public static bool IsTraced(int pid) => Regex.IsMatch(File.ReadAllText($"/proc/{pid}/status"), @"TracerPid:\s+[1-9]");
 
+    /// <summary>The in-process agent is loaded and hooked in: it is mapped and the injection's
+    /// ptrace hold is over (leaktools_agent_start has returned).</summary>
+    public static bool HasAgent(int pid) =>
+        !IsTraced(pid) && File.ReadAllText($"/proc/{pid}/maps").Contains("libleaktools-agent.so");
+
+    /// <summary>Waits (up to 30 s) until either engine watches <paramref name="pid"/>: a tracer
+    /// holds it (breakpoint engine) or the agent is hooked in.</summary>
+    public static void WaitUntilWatched(int pid)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!IsTraced(pid) && !HasAgent(pid) && DateTime.UtcNow < deadline) Thread.Sleep(20);
+    }
+
+    /// <summary>Waits (up to 30 s) until the agent is hooked into <paramref name="pid"/>.</summary>
+    public static void WaitUntilAgent(int pid)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!HasAgent(pid) && DateTime.UtcNow < deadline) Thread.Sleep(20);
+    }
+
     /// <summary>Waits (up to 30 s) until a tracer holds <paramref name="pid"/>.</summary>
     public static void WaitUntilTraced(int pid)
     {

@@ -2,6 +2,7 @@ using System.Text.Json;
 using LeakTools.Core.Interop;
 using LeakTools.Core.Symbols;
 using LeakTools.Core.Tracing;
+using LeakTools.Core.Tracing.Agent;
 using Microsoft.Win32.SafeHandles;
 
 namespace LeakTools.Core.Hosting;
@@ -20,6 +21,12 @@ public sealed class WatchRequest
     public string[]? Modules { get; set; }
     public double ProgressSeconds { get; set; } = 1;
     public double StopGraceSeconds { get; set; } = 10;
+    /// <summary>Agent (in-process, the default) or Breakpoint (ptrace).</summary>
+    public string Engine { get; set; } = AgentEngine.Name;
+    /// <summary>The engine was asked for by name: no fallback from the agent to the breakpoint engine.</summary>
+    public bool EngineExplicit { get; set; }
+    /// <summary>Agent: byte interval of sampling; 0 records every allocation.</summary>
+    public long SampleInterval { get; set; }
 }
 
 /// <summary>One streamed item of <c>alloc.watch</c>: exactly one of its properties is set.</summary>
@@ -33,7 +40,8 @@ public sealed class WatchMessage
     public string? Stream { get; set; }
 }
 
-/// <summary><c>alloc.watch</c>: runs the breakpoint engine on one process and streams the
+/// <summary><c>alloc.watch</c>: runs an allocation engine on one process (the in-process agent by
+/// default, falling back to the ptrace breakpoint engine where the agent cannot go) and streams the
 /// pipeline's reports (stacks as they first expire, bad frees, progress, the final update per
 /// stack) until -Duration, cancellation, or the target's exit.</summary>
 internal sealed class WatchAllocationCommand : IHelperCommand
@@ -51,14 +59,14 @@ internal sealed class WatchAllocationCommand : IHelperCommand
             Warning = output.Warning,
         };
         var readers = new List<Thread>();
-        IAllocationEventSource engine;
+        IAllocationEventSource? engine = null;
         if (r.Program is not null)
         {
             var (outRead, outWrite) = Spawn.Pipe();
             var (errRead, errWrite) = Spawn.Pipe();
             try
             {
-                engine = BreakpointEngine.Launch(new LaunchSpec
+                var spec = new LaunchSpec
                 {
                     Program = r.Program,
                     Arguments = r.Arguments,
@@ -66,7 +74,10 @@ internal sealed class WatchAllocationCommand : IHelperCommand
                     Environment = r.Environment,
                     StdoutFd = outWrite,
                     StderrFd = errWrite,
-                }, options);
+                };
+                if (r.Engine == AgentEngine.Name)
+                    engine = TryAgent(r, output, options => AgentEngine.Launch(spec, options, cancel));
+                engine ??= BreakpointEngine.Launch(spec, options);
             }
             finally
             {
@@ -75,11 +86,15 @@ internal sealed class WatchAllocationCommand : IHelperCommand
             }
             readers.Add(Relay(outRead, "Stdout", output));
             readers.Add(Relay(errRead, "Stderr", output));
-            output.Verbose($"Started {r.Program} as process {engine.ProcessId}, traced from its first instruction.");
+            output.Verbose(engine.Engine == AgentEngine.Name
+                ? $"Started {r.Program} as process {engine.ProcessId} with the agent preloaded (traced from its first allocation)."
+                : $"Started {r.Program} as process {engine.ProcessId}, traced from its first instruction.");
         }
         else
         {
-            engine = BreakpointEngine.Attach(r.Pid, options);
+            if (r.Engine == AgentEngine.Name)
+                engine = TryAgent(r, output, options => AgentEngine.Attach(r.Pid, options, cancel));
+            engine ??= BreakpointEngine.Attach(r.Pid, options);
         }
 
         using (engine)
@@ -96,10 +111,12 @@ internal sealed class WatchAllocationCommand : IHelperCommand
                 return symbolizer!.ResolveStack(addresses, adjustReturnAddresses: true).ToArray();
             }
             bool IsRuntime(StackFrame frame) => AllocatorFunctions.IsRuntimeFrame(frame, engine.AllocatorModule, pid);
+            bool sampling = engine.Engine == AgentEngine.Name && r.SampleInterval > 0;
             var pipeline = new AllocationPipeline(pid, engine.Engine, TimeSpan.FromSeconds(r.ExpireSeconds), tracedFromStart: r.Program is not null, Symbolize, IsRuntime)
             {
                 StackReported = s => output.Item(new WatchMessage { Stack = s }),
                 ProblemReported = p => output.Item(new WatchMessage { Problem = p }),
+                SampleInterval = sampling ? r.SampleInterval : null,
             };
             engine.ProcessExiting = pipeline.SymbolizeLiveStacks;
             if (r.Program is null) output.Verbose($"Attached to process {pid} ({engine.Engine} engine, allocator of {engine.AllocatorModule}); blocks live after {r.ExpireSeconds:0.###} s count as expired.");
@@ -159,6 +176,32 @@ internal sealed class WatchAllocationCommand : IHelperCommand
             output.Item(new WatchMessage { Progress = pipeline.Progress() });
         }
         foreach (Thread t in readers) t.Join(TimeSpan.FromSeconds(5));
+    }
+
+    /// <summary>The agent, or null (with a warning) when it cannot go where asked and the engine was
+    /// not chosen by name: the caller falls back to the breakpoint engine.</summary>
+    private static IAllocationEventSource? TryAgent(WatchRequest r, HelperOutput output, Func<AgentSessionOptions, AgentEngine> start)
+    {
+        var options = new AgentSessionOptions
+        {
+            Expire = TimeSpan.FromSeconds(r.ExpireSeconds),
+            Depth = r.Depth,
+            SampleInterval = r.SampleInterval,
+            Verbose = output.Verbose,
+            WaitForAllocation = r.DurationSeconds is double d ? TimeSpan.FromSeconds(d) : null,
+        };
+        try
+        {
+            AgentEngine engine = start(options);
+            engine.Warning = output.Warning;
+            return engine;
+        }
+        catch (LeakToolsException ex) when (!r.EngineExplicit && ex.ErrorId is "AgentUnavailable" or "AgentInjectionFailed" or "AgentNotConnected" or "AgentFailed")
+        {
+            output.Warning($"{ex.Message} Using the breakpoint engine instead (slower: the process stops at every allocation and free; -Engine Breakpoint chooses it directly).");
+            if (r.SampleInterval > 0) output.Warning("-SampleInterval applies to the agent only: the breakpoint engine records every allocation.");
+            return null;
+        }
     }
 
     private static Thread Relay(int fd, string stream, HelperOutput output)

@@ -64,6 +64,12 @@ internal static unsafe partial class Ptrace
     [LibraryImport(Lib, EntryPoint = "process_vm_writev", SetLastError = true)]
     public static partial nint ProcessVmWritev(int pid, IoVec* local, nuint liovcnt, IoVec* remote, nuint riovcnt, nuint flags);
 
+    [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
+    private static partial long Syscall3(long number, long a, long b, long c);
+
+    /// <summary>tgkill(2) (through syscall(2): glibc before 2.30 has no wrapper).</summary>
+    public static int Tgkill(int pid, int tid, int signal) => (int)Syscall3(234, pid, tid, signal);
+
     [LibraryImport(Lib, EntryPoint = "prlimit", SetLastError = true)]
     public static partial int Prlimit(int pid, int resource, RLimit* newLimit, RLimit* oldLimit);
 

@@ -49,6 +49,13 @@ public sealed class AllocationStack
     /// <summary>The engine that recorded it: Breakpoint (ptrace) or Agent (in-process).</summary>
     public string Engine { get; set; } = "";
 
+    /// <summary>The counts are estimates: the agent sampled allocations (-SampleInterval), and each
+    /// sampled block stands for 1/P(sampled) blocks of its size, P = 1 - exp(-size/interval).</summary>
+    public bool Estimated { get; set; }
+
+    /// <summary>The sampling interval in bytes when <see cref="Estimated"/>; otherwise null.</summary>
+    public long? SampleInterval { get; set; }
+
     /// <summary>True for the update written when the session ended.</summary>
     public bool Final { get; set; }
 }

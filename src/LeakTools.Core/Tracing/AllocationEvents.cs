@@ -30,7 +30,19 @@ public interface IStackCounterSink
     void Allocated(int stackId, long size);
     void Freed(int stackId, long size, bool wasExpired);
     void Expired(int stackId, long size, long allocationTimestamp, long expiryTimestamp);
+
+    /// <summary>Absolute counts of one stack since the session began, from an engine that counts
+    /// in the target (the in-process agent sends them when they change): they replace the sink's.</summary>
+    void Counters(int stackId, StackCounterValues values);
+
+    /// <summary>Session totals of such an engine (for progress).</summary>
+    void Totals(long allocations, long frees, long liveBlocks, long liveBytes);
 }
+
+/// <summary>A stack's counts as an engine that counts in the target reports them. With sampling
+/// they are estimates (each sampled block scaled by 1/P(sampled)): <see cref="Estimated"/>.</summary>
+public readonly record struct StackCounterValues(long AllocationCount, long AllocatedBytes, long LiveCount, long LiveBytes,
+    long ExpiredCount, long ExpiredBytes, long FreedAfterExpiryCount, bool Estimated);
 
 /// <summary>An allocation engine, attached (or launched) and ready: <see cref="Run"/> feeds a sink
 /// until <see cref="Stop"/>, cancellation, or the target's exit or exec, then detaches. The helper

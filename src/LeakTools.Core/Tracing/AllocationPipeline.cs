@@ -29,6 +29,8 @@ public sealed class AllocationPipeline : IAllocationEventSink, IStackCounterSink
     private readonly long _originTimestamp;
     private readonly DateTime _origin;
     private bool _exited;
+    private bool _countedInTarget;
+    private (long Allocations, long Frees, long LiveBlocks, long LiveBytes) _totals;
 
     /// <param name="symbolize">Turns a stack's raw addresses into frames (innermost first).</param>
     /// <param name="isRuntimeFrame">True for frames that are not "the code that allocated" (the
@@ -47,6 +49,9 @@ public sealed class AllocationPipeline : IAllocationEventSink, IStackCounterSink
 
     public int ProcessId { get; }
     public string Engine { get; }
+
+    /// <summary>The engine's sampling interval in bytes, when it samples (its counts are then estimates).</summary>
+    public long? SampleInterval { get; set; }
 
     /// <summary>Receives each stack report (first expiry, then final).</summary>
     public Action<AllocationStack>? StackReported { get; set; }
@@ -86,6 +91,24 @@ public sealed class AllocationPipeline : IAllocationEventSink, IStackCounterSink
         lock (_lock) _stats.Expired(stackId, size, allocationTimestamp, expiryTimestamp);
     }
 
+    public void Counters(int stackId, StackCounterValues values)
+    {
+        lock (_lock)
+        {
+            _countedInTarget = true;
+            _stats.Counters(stackId, values);
+        }
+    }
+
+    public void Totals(long allocations, long frees, long liveBlocks, long liveBytes)
+    {
+        lock (_lock)
+        {
+            _countedInTarget = true;
+            _totals = (allocations, frees, liveBlocks, liveBytes);
+        }
+    }
+
     public AllocationProgress Progress()
     {
         lock (_lock)
@@ -93,10 +116,10 @@ public sealed class AllocationPipeline : IAllocationEventSink, IStackCounterSink
             return new AllocationProgress
             {
                 Elapsed = TimeSpan.FromTicks((MonotonicClock.Now - _originTimestamp) / 100),
-                Allocations = _table.AllocationsSeen,
-                Frees = _table.FreesSeen,
-                LiveBlocks = _table.LiveCount,
-                LiveBytes = _table.LiveBytes,
+                Allocations = _countedInTarget ? _totals.Allocations : _table.AllocationsSeen,
+                Frees = _countedInTarget ? _totals.Frees : _table.FreesSeen,
+                LiveBlocks = _countedInTarget ? _totals.LiveBlocks : _table.LiveCount,
+                LiveBytes = _countedInTarget ? _totals.LiveBytes : _table.LiveBytes,
                 Stacks = _stats.Count,
                 ExpiredStacks = _stats.All.Count(s => s.ExpiredCount > 0),
             };
@@ -148,6 +171,15 @@ public sealed class AllocationPipeline : IAllocationEventSink, IStackCounterSink
             if (_exited) return;
             _exited = true;
             _table.ProgramExited();
+            if (_countedInTarget)
+            {
+                // the engine's last counts were taken at the exit: what is live was never freed
+                foreach (StackCounters s in _stats.All)
+                {
+                    s.UnfreedAtExitCount = s.LiveCount;
+                    s.UnfreedAtExitBytes = s.LiveBytes;
+                }
+            }
         }
     }
 
@@ -188,6 +220,8 @@ public sealed class AllocationPipeline : IAllocationEventSink, IStackCounterSink
         UnfreedAtExitBytes = _exited ? s.UnfreedAtExitBytes : null,
         FirstExpired = s.FirstExpired == 0 ? null : MonotonicClock.ToDateTime(s.FirstExpired, _originTimestamp, _origin),
         Engine = Engine,
+        Estimated = s.Estimated,
+        SampleInterval = s.Estimated ? SampleInterval : null,
         Final = final,
         Frames = Array.Empty<StackFrame>(),
     };

@@ -424,6 +424,22 @@ public sealed unsafe class PtraceSession : IDisposable
         t.Stopped = false;
     });
 
+    /// <summary>Resumes a stopped thread with <paramref name="signal"/> (0: none) instead of its
+    /// pending one, which is dropped: for a thread the caller is running code on, whose signals
+    /// must wait.</summary>
+    public void Continue(int tid, int signal) => _thread.Invoke(() =>
+    {
+        TracedThread t = RequireStopped(tid);
+        if (Ptrace.Call(Ptrace.PTRACE_CONT, tid, 0, signal) != 0 && Marshal.GetLastPInvokeError() != Errno.ESRCH)
+            throw SystemError("PTRACE_CONT", tid);
+        t.PendingSignal = 0;
+        t.Stopped = false;
+    });
+
+    /// <summary>Drops the signal a stopped thread stopped with, so it is not delivered on resume or
+    /// detach (a fault the caller caused on purpose, like the return of a remote call).</summary>
+    public void DiscardPendingSignal(int tid) => _thread.Invoke(() => RequireStopped(tid).PendingSignal = 0);
+
     /// <summary>Waits for the next stop of any traced thread (for tracers that resume threads):
     /// returns its id and wait status, or null after <paramref name="timeout"/>.</summary>
     public (int Tid, int Status)? WaitAny(TimeSpan timeout) => _thread.Invoke<(int, int)?>(() =>

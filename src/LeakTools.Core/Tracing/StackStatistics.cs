@@ -10,7 +10,7 @@ public sealed class StackCounters
     }
 
     public int Id { get; }
-    public ulong[] Addresses { get; }
+    public ulong[] Addresses { get; internal set; }
     public long AllocationCount;
     public long AllocatedBytes;
     public long LiveCount;
@@ -23,6 +23,8 @@ public sealed class StackCounters
     /// <summary>Monotonic timestamp of the first expiry, or 0.</summary>
     public long FirstExpired;
     public bool Reported;
+    /// <summary>The counts are estimates (sampling).</summary>
+    public bool Estimated;
 }
 
 /// <summary>Per-stack counters, plain data: which stacks allocated how much, how much is live,
@@ -41,7 +43,9 @@ public sealed class StackStatistics : IStackCounterSink
     public void OnStack(int stackId, ReadOnlySpan<ulong> addresses)
     {
         while (_stacks.Count <= stackId) _stacks.Add(null);
-        _stacks[stackId] ??= new StackCounters(stackId, addresses.ToArray());
+        StackCounters? known = _stacks[stackId];
+        if (known is null) _stacks[stackId] = new StackCounters(stackId, addresses.ToArray());
+        else if (known.Addresses.Length == 0) known.Addresses = addresses.ToArray(); // counted before its addresses came
     }
 
     private StackCounters Get(int stackId)
@@ -82,6 +86,24 @@ public sealed class StackStatistics : IStackCounterSink
             s.FirstExpired = expiryTimestamp;
             _newlyExpired.Add(stackId);
         }
+    }
+
+    public void Counters(int stackId, StackCounterValues v)
+    {
+        StackCounters s = Get(stackId);
+        s.AllocationCount = v.AllocationCount;
+        s.AllocatedBytes = v.AllocatedBytes;
+        s.LiveCount = v.LiveCount;
+        s.LiveBytes = v.LiveBytes;
+        s.ExpiredCount = v.ExpiredCount;
+        s.ExpiredBytes = v.ExpiredBytes;
+        s.FreedAfterExpiryCount = v.FreedAfterExpiryCount;
+        s.Estimated = v.Estimated;
+    }
+
+    /// <summary>Totals belong to the pipeline's progress; plain statistics have nowhere to keep them.</summary>
+    public void Totals(long allocations, long frees, long liveBlocks, long liveBytes)
+    {
     }
 
     /// <summary>A block still live when the program exited.</summary>

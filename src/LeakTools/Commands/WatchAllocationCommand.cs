@@ -50,6 +50,19 @@ public sealed class WatchAllocationCommand : ProcessTargetCommandBase, IDisposab
     [ValidateNotNullOrEmpty]
     public string[]? Module { get; set; }
 
+    /// <summary>The engine: Agent (in-process, the default: heaptrack-class overhead) or Breakpoint
+    /// (ptrace; no code in the target). Without it, the agent is used where it can go, and the
+    /// breakpoint engine (with a warning) where it cannot: static binaries, seccomp, musl.</summary>
+    [Parameter]
+    [ValidateSet("Agent", "Breakpoint")]
+    public string Engine { get; set; } = "Agent";
+
+    /// <summary>Agent only: sample allocations, one per this many bytes on average (e.g. 512KB);
+    /// counts become estimates (Estimated = true). Default: every allocation.</summary>
+    [Parameter]
+    [ValidateRange(1, long.MaxValue)]
+    public long SampleInterval { get; set; }
+
     /// <summary>Write each stack when it first expires even when the output goes on to another
     /// command (by default only the last command of a pipeline gets these live reports; the final
     /// update of every stack is always written).</summary>
@@ -65,6 +78,15 @@ public sealed class WatchAllocationCommand : ProcessTargetCommandBase, IDisposab
             ThrowTerminatingError(ErrorRecords.InvalidArgument("InvalidExpire", $"-Expire must be greater than zero; {Expire} is not.", Expire));
         if (WantsDuration && Duration <= TimeSpan.Zero)
             ThrowTerminatingError(ErrorRecords.InvalidArgument("InvalidDuration", $"-Duration must be greater than zero; {Duration} is not.", Duration));
+        bool engineGiven = MyInvocation.BoundParameters.ContainsKey(nameof(Engine));
+        if (Engine == "Breakpoint" && MyInvocation.BoundParameters.ContainsKey(nameof(SampleInterval)))
+            ThrowTerminatingError(ErrorRecords.InvalidArgument("SamplingNeedsAgent", "-SampleInterval samples inside the target: it needs -Engine Agent (the breakpoint engine sees every allocation).", SampleInterval));
+        if (Module is not null)
+        {
+            if (engineGiven && Engine == "Agent")
+                ThrowTerminatingError(ErrorRecords.InvalidArgument("ModuleNeedsBreakpoint", "-Module names the allocator for the breakpoint engine; the agent hooks whichever allocator the program is bound to. Use -Engine Breakpoint with -Module.", Module));
+            Engine = "Breakpoint";
+        }
     }
 
     protected override void ProcessRecord()
@@ -139,6 +161,9 @@ public sealed class WatchAllocationCommand : ProcessTargetCommandBase, IDisposab
         r.DurationSeconds = WantsDuration ? Duration.TotalSeconds : null;
         r.Depth = Depth;
         r.Modules = Module;
+        r.Engine = Engine;
+        r.EngineExplicit = MyInvocation.BoundParameters.ContainsKey(nameof(Engine)) || Module is not null;
+        r.SampleInterval = SampleInterval;
         return r;
     }
 

@@ -6,14 +6,27 @@ using Xunit.Abstractions;
 
 namespace LeakTools.Core.Tests.Tracing;
 
-/// <summary>The breakpoint engine on live fixtures, through the helper host (the fixtures are
-/// started with System.Diagnostics.Process, whose children in-process ptrace must not touch).</summary>
+/// <summary>Both engines (the in-process agent and the breakpoint engine) on live fixtures, through
+/// the helper host (the fixtures are started with System.Diagnostics.Process, whose children
+/// in-process ptrace must not touch).</summary>
 public sealed class WatchLiveTests : IDisposable
 {
-    private readonly HelperClient _helper = HelperClient.Start();
+    private readonly HelperClient _helper;
     private readonly ITestOutputHelper _log;
 
-    public WatchLiveTests(ITestOutputHelper log) => _log = log;
+    public WatchLiveTests(ITestOutputHelper log)
+    {
+        _log = log;
+        _ = AgentTestTarget.AgentPath; // staged by the build (StagedAgent points the helper at it), else a clear failure
+        _helper = HelperClient.Start();
+    }
+
+    private static WatchRequest On(string engine, WatchRequest r)
+    {
+        r.Engine = engine;
+        r.EngineExplicit = true;
+        return r;
+    }
 
     public void Dispose() => _helper.Dispose();
 
@@ -56,11 +69,13 @@ public sealed class WatchLiveTests : IDisposable
 
     private static string Ask(FixtureProcess f, string command) => AllocServer.Ask(f, command);
 
-    [LinuxFact("gcc")]
-    public void Threads_started_after_attach_are_traced_and_stacks_name_the_call_sites()
+    [LinuxTheory("gcc")]
+    [InlineData("Agent")]
+    [InlineData("Breakpoint")]
+    public void Threads_started_after_attach_are_traced_and_stacks_name_the_call_sites(string engine)
     {
         using FixtureProcess f = FixtureProcess.Start(Server());
-        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 0.3, DurationSeconds = 3 }, () => f.Send("start 3"));
+        var result = Watch(On(engine, new WatchRequest { Pid = f.Pid, ExpireSeconds = 0.3, DurationSeconds = 3 }), () => f.Send("start 3"));
         Assert.Null(result.Failure);
         var final = result.Stacks.Where(s => s.Final).ToList();
         foreach (var s in final) _log.WriteLine($"{s.StackId} {s.Function} {s.Location} expired {s.ExpiredCount} live {s.LiveCount} alloc {s.AllocationCount}");
@@ -87,18 +102,21 @@ public sealed class WatchLiveTests : IDisposable
         // all freed in time: a wrong realloc rule would leave some live long enough to expire.
         Assert.DoesNotContain(final, s => s.Function == "churn");
         Assert.Contains(result.Stacks, s => !s.Final && s.Function == "leak_malloc"); // reported when it first expired
-        Assert.Contains(result.Messages, m => m.Contains("nested calls skipped"));
+        Assert.All(result.Stacks, s => Assert.Equal(engine, s.Engine));
+        if (engine == "Breakpoint") Assert.Contains(result.Messages, m => m.Contains("nested calls skipped"));
         Assert.Matches(@"TracerPid:\s+0\n", Status(f.Pid));
     }
 
-    [LinuxFact("gcc")]
-    public void Checksum_and_fork_children_are_the_same_traced_and_the_target_runs_on_untraced()
+    [LinuxTheory("gcc")]
+    [InlineData("Agent")]
+    [InlineData("Breakpoint")]
+    public void Checksum_and_fork_children_are_the_same_traced_and_the_target_runs_on_untraced(string engine)
     {
         using FixtureProcess f = FixtureProcess.Start(Server());
         string sum = Ask(f, "sum");
         string fork = Ask(f, "fork");
         string tracedSum = "", tracedFork = "";
-        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 30, DurationSeconds = 3 }, () =>
+        var result = Watch(On(engine, new WatchRequest { Pid = f.Pid, ExpireSeconds = 30, DurationSeconds = 3 }), () =>
         {
             tracedSum = Ask(f, "sum");
             tracedFork = Ask(f, "fork");
@@ -108,21 +126,24 @@ public sealed class WatchLiveTests : IDisposable
         Assert.Equal(sum, tracedSum);
         // The fork child ran with its copy of the hooks removed: same exit code as untraced.
         Assert.Equal(fork.Split(' ').Skip(2), tracedFork.Split(' ').Skip(2));
-        Assert.Contains(result.Messages, m => m.Contains("forked child"));
+        Assert.Contains(result.Messages, m => m.Contains(engine == "Agent" ? "children are not traced" : "forked child"));
         Assert.Matches(@"TracerPid:\s+0\n", Status(f.Pid));
         Assert.Equal(sum, Ask(f, "sum"));
+        if (engine == "Agent") return;
         // The trampoline page is unmapped again.
         string scratch = System.Text.RegularExpressions.Regex.Match(string.Join("\n", result.Messages), "trampolines at 0x([0-9a-f]+)").Groups[1].Value;
         Assert.NotEmpty(scratch);
         Assert.DoesNotContain(File.ReadAllText($"/proc/{f.Pid}/maps").Split('\n'), l => l.StartsWith(scratch + "-"));
     }
 
-    [LinuxFact("gcc")]
-    public void A_vfork_child_is_followed_until_its_exec_and_an_exec_ends_the_session()
+    [LinuxTheory("gcc")]
+    [InlineData("Agent")]
+    [InlineData("Breakpoint")]
+    public void A_vfork_child_is_followed_until_its_exec_and_an_exec_ends_the_session(string engine)
     {
         using FixtureProcess f = FixtureProcess.Start(Server());
         string spawned = "";
-        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 30, DurationSeconds = 30 }, () =>
+        var result = Watch(On(engine, new WatchRequest { Pid = f.Pid, ExpireSeconds = 30, DurationSeconds = 30 }), () =>
         {
             spawned = Ask(f, "spawn");     // posix_spawn: clone(CLONE_VM|CLONE_VFORK), shares our patched memory
             f.Send("exec");                // the session ends by itself, long before -Duration
@@ -138,8 +159,11 @@ public sealed class WatchLiveTests : IDisposable
     public void A_static_binary_is_traced_through_the_allocator_linked_into_it()
     {
         using FixtureProcess f = FixtureProcess.Start(FixtureBuilder.Build("alloc-server.c", "-O2 -g -static", "lt-alloc-static-g"));
+        // the default engine: the agent cannot be loaded into a static binary, the breakpoint engine takes over
         var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 0.3, DurationSeconds = 3 }, () => f.Send("start 1"));
         Assert.Null(result.Failure);
+        Assert.Contains(result.Messages, m => m.StartsWith("Warning: ", StringComparison.Ordinal) && m.Contains("statically linked") && m.Contains("breakpoint engine"));
+        Assert.All(result.Stacks, s => Assert.Equal("Breakpoint", s.Engine));
         foreach (var x in result.Stacks.Where(s => s.Final)) _log.WriteLine($"{x.Function} {x.Location} {x.ExpiredCount} {string.Join(" < ", x.Frames.Select(fr => fr.Function))}");
         Assert.Contains(result.Messages, m => m.Contains("lt-alloc-static-g"));
         AllocationStack s = Assert.Single(result.Stacks, s => s.Final && s.Function == "leak_malloc");
@@ -148,15 +172,17 @@ public sealed class WatchLiveTests : IDisposable
         Assert.True(s.ExpiredCount > 0);
     }
 
-    [LinuxFact("gcc")]
-    public void A_preloaded_allocator_is_found_and_traced_instead_of_the_C_library()
+    [LinuxTheory("gcc")]
+    [InlineData("Agent")]
+    [InlineData("Breakpoint")]
+    public void A_preloaded_allocator_is_found_and_traced_instead_of_the_C_library(string engine)
     {
         const string jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
         if (!File.Exists(jemalloc)) return; // libjemalloc2 is not installed here
         using FixtureProcess f = FixtureProcess.StartWith(Server(), new[] { "env", "LD_PRELOAD=" + jemalloc });
-        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 0.3, DurationSeconds = 3 }, () => f.Send("start 2"));
+        var result = Watch(On(engine, new WatchRequest { Pid = f.Pid, ExpireSeconds = 0.3, DurationSeconds = 3 }), () => f.Send("start 2"));
         Assert.Null(result.Failure);
-        Assert.Contains(result.Messages, m => m.Contains("in " + jemalloc));
+        Assert.Contains(result.Messages, m => m.Contains(jemalloc));
         AllocationStack s = Assert.Single(result.Stacks, s => s.Final && s.Function == "leak_malloc");
         Assert.Equal((40L, 40L), (s.AllocationCount, s.ExpiredCount));
         Assert.Equal("libjemalloc.so.2", s.Frames[0].ModuleName);
@@ -164,12 +190,14 @@ public sealed class WatchLiveTests : IDisposable
         Assert.Matches(@"TracerPid:\s+0\n", Status(f.Pid));
     }
 
-    [LinuxFact("gcc")]
-    public void A_burst_of_frees_larger_than_the_free_log_is_counted_exactly()
+    [LinuxTheory("gcc")]
+    [InlineData("Agent")]
+    [InlineData("Breakpoint")]
+    public void A_burst_of_frees_larger_than_the_free_log_is_counted_exactly(string engine)
     {
         using FixtureProcess f = FixtureProcess.Start(Server());
         string hoard = "", release = "";
-        var result = Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 0.5, DurationSeconds = 3.5 }, () =>
+        var result = Watch(On(engine, new WatchRequest { Pid = f.Pid, ExpireSeconds = 0.5, DurationSeconds = 3.5 }), () =>
         {
             hoard = Ask(f, "hoard 10000");
             Thread.Sleep(1200);           // every block expires
@@ -189,7 +217,8 @@ public sealed class WatchLiveTests : IDisposable
         string dir = Directory.CreateTempSubdirectory("leaktools-watch-").FullName;
         try
         {
-            var result = Watch(new WatchRequest { Program = exe, WorkingDirectory = dir, ExpireSeconds = 10 });
+            // bad frees are the breakpoint engine's (the agent tolerates frees it never saw allocated)
+            var result = Watch(On("Breakpoint", new WatchRequest { Program = exe, WorkingDirectory = dir, ExpireSeconds = 10 }));
             Assert.Null(result.Failure);
             AllocationProblem p = Assert.Single(result.Problems);
             Assert.Equal(AllocationProblemKind.DoubleFree, p.Kind);
@@ -207,18 +236,27 @@ public sealed class WatchLiveTests : IDisposable
         }
     }
 
-    [LinuxFact("gcc")]
-    public void A_second_tracer_is_refused_naming_the_first()
+    [LinuxTheory("gcc")]
+    [InlineData("Agent")]
+    [InlineData("Breakpoint")]
+    public void A_second_tracer_is_refused_naming_the_first(string engine)
     {
         using FixtureProcess f = FixtureProcess.Start(Server());
         using var cancel = new CancellationTokenSource();
-        var first = Task.Run(() => Watch(new WatchRequest { Pid = f.Pid, ExpireSeconds = 10, DurationSeconds = 60 }, cancel: cancel.Token));
+        var first = Task.Run(() => Watch(On(engine, new WatchRequest { Pid = f.Pid, ExpireSeconds = 10, DurationSeconds = 60 }), cancel: cancel.Token));
         try
         {
-            AllocServer.WaitUntilTraced(f.Pid);
+            if (engine == "Agent") AllocServer.WaitUntilAgent(f.Pid); else AllocServer.WaitUntilTraced(f.Pid);
             using HelperClient second = HelperClient.Start();
-            HelperFailure? failure = second.Run("alloc.watch", new WatchRequest { Pid = f.Pid, DurationSeconds = 1 }).Last().Failure;
+            HelperFailure? failure = second.Run("alloc.watch", On(engine, new WatchRequest { Pid = f.Pid, DurationSeconds = 1 })).Last().Failure;
             Assert.NotNull(failure);
+            if (engine == "Agent")
+            {
+                // the agent serves one session at a time
+                Assert.Equal(("AgentBusy", FailureKind.ResourceBusy), (failure!.ErrorId, failure.Kind));
+                Assert.Contains("another Watch-Allocation", failure.Message);
+                return;
+            }
             Assert.Equal(("AlreadyTraced", FailureKind.ResourceBusy), (failure!.ErrorId, failure.Kind));
             Assert.Contains($"traced by process {_helper.ProcessId}", failure.Message); // the helper, not its tracer thread
         }

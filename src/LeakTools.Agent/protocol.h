@@ -1,0 +1,123 @@
+/* The agent's wire format (a Unix stream socket; the agent writes with MSG_NOSIGNAL).
+ * Mirrored by src/LeakTools.Core/Tracing/Agent/AgentProtocol.cs: change both together.
+ *
+ * Every record: struct lt_rec_header, then `length` payload bytes. Little-endian, packed.
+ *
+ * Session: the agent connects, sends HELLO; the controller answers CONFIG; the agent patches the
+ * relocation slots and sends READY (or FAILED); then, every tick: STACK records for stacks the
+ * controller has not seen, EXPIRED batches, COUNTERS for stacks that changed, STATS. The
+ * controller may send FLUSH (report now) or DETACH (unhook, final COUNTERS, BYE). When the
+ * process exits the agent sends EXIT, final COUNTERS (live blocks = unfreed at exit) and BYE.
+ * When the controller's side closes, the agent unhooks itself.
+ */
+#ifndef LEAKTOOLS_AGENT_PROTOCOL_H
+#define LEAKTOOLS_AGENT_PROTOCOL_H
+
+#include <stdint.h>
+
+#define LT_PROTOCOL_VERSION 1
+#define LT_TOKEN_LENGTH 32
+
+enum lt_record_type {
+    /* agent -> controller */
+    LT_REC_HELLO = 1,
+    LT_REC_READY = 2,
+    LT_REC_FAILED = 3,
+    LT_REC_STACK = 4,
+    LT_REC_COUNTERS = 5,
+    LT_REC_EXPIRED = 6,
+    LT_REC_STATS = 7,
+    LT_REC_EXIT = 8,
+    LT_REC_BYE = 9,
+    LT_REC_MESSAGE = 10,
+    /* controller -> agent */
+    LT_REC_CONFIG = 64,
+    LT_REC_FLUSH = 65,
+    LT_REC_DETACH = 66,
+};
+
+#pragma pack(push, 1)
+struct lt_rec_header {
+    uint16_t type;
+    uint16_t flags;
+    uint32_t length;
+};
+
+struct lt_rec_hello {
+    uint32_t version;
+    uint32_t pid;
+    uint64_t monotonic_ns;      /* CLOCK_MONOTONIC of the agent when it said hello */
+    uint32_t flags;             /* LT_HELLO_* */
+    uint32_t sessions;          /* earlier sessions of this agent (0 = freshly loaded) */
+    char token[LT_TOKEN_LENGTH];
+};
+#define LT_HELLO_LAUNCH 1u      /* loaded by LD_PRELOAD at program start */
+
+struct lt_rec_config {
+    uint64_t expire_ns;
+    uint64_t sample_interval;   /* bytes, 0 = off */
+    uint64_t tick_ns;
+    uint32_t depth;
+    uint32_t flags;
+};
+
+struct lt_rec_ready {
+    uint32_t hooked_slots;      /* relocation slots now pointing at the hooks */
+    uint32_t foreign_slots;     /* slots bound to another implementation, left alone */
+    uint32_t modules;
+    uint32_t functions;         /* bit per enum lt_fn resolved */
+    uint64_t malloc_address;    /* the malloc the program is bound to (names the allocator's module) */
+};
+
+struct lt_rec_failed {
+    uint32_t code;              /* LT_FAIL_* */
+    char message[];             /* UTF-8, not terminated */
+};
+#define LT_FAIL_NO_ALLOCATOR 1
+#define LT_FAIL_NO_MEMORY 2
+#define LT_FAIL_BUSY 3
+#define LT_FAIL_CONFIG 4
+
+/* STACK: uint32 id, uint32 depth, then depth uint64 addresses, innermost first: the allocator
+ * function's entry, then return addresses. */
+struct lt_rec_stack {
+    uint32_t id;
+    uint32_t depth;
+    uint64_t frames[];
+};
+
+/* COUNTERS: an array of these (absolute values since the session began). */
+struct lt_rec_counter {
+    uint32_t stack;
+    uint32_t reserved;
+    uint64_t alloc_count, alloc_bytes, free_count, free_bytes;
+    uint64_t expired_count, expired_bytes, fae_count, fae_bytes;
+    /* with sampling: estimated totals (counts in 1/1024 units), else zero */
+    uint64_t est_alloc_count, est_alloc_bytes, est_free_count, est_free_bytes;
+    uint64_t est_expired_count, est_expired_bytes, est_fae_count, est_fae_bytes;
+};
+
+/* EXPIRED: an array of these; the block expired at time + expire_ns. */
+struct lt_rec_expired {
+    uint32_t stack;
+    uint32_t flags;             /* LT_BLOCK_SAMPLED */
+    uint64_t size;
+    uint64_t time;              /* CLOCK_MONOTONIC of the allocation, ns */
+    uint64_t address;
+};
+
+struct lt_rec_stats {
+    uint64_t monotonic_ns;
+    uint64_t allocations, frees, unknown_frees, failed_allocations;
+    uint64_t live_blocks, live_bytes;
+    uint64_t stacks, forks, stack_overflow, hooked_slots, modules;
+};
+
+struct lt_rec_bye {
+    uint32_t reason;            /* LT_BYE_* */
+};
+#define LT_BYE_DETACHED 1
+#define LT_BYE_EXIT 2
+#pragma pack(pop)
+
+#endif
