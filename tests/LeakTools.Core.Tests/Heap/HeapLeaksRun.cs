@@ -65,8 +65,21 @@ public sealed class HeapLeaksRun : IDisposable
         if (kernel)
         {
             Signals.Send(f.Pid, 6);
-            for (int i = 0; i < 400 && Directory.Exists($"/proc/{f.Pid}") && File.ReadAllText($"/proc/{f.Pid}/stat").Split(") ")[1][0] != 'Z'; i++) Thread.Sleep(50);
+            for (int i = 0; i < 400 && StillRunning(f.Pid); i++) Thread.Sleep(50);
             KernelCore = Path.Combine(Dir, "core");
+        }
+    }
+
+    /// <summary>True until the process is a zombie or gone (the runtime may reap it between two reads).</summary>
+    private static bool StillRunning(int pid)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/stat").Split(") ")[1][0] != 'Z';
+        }
+        catch (IOException)
+        {
+            return false;
         }
     }
 

@@ -130,7 +130,20 @@ internal sealed unsafe class AgentTestTarget : IDisposable
         return status;
     }
 
-    public bool Alive => File.Exists($"/proc/{Pid}/status") && !File.ReadAllText($"/proc/{Pid}/status").Contains("State:\tZ");
+    public bool Alive
+    {
+        get
+        {
+            try
+            {
+                return !File.ReadAllText($"/proc/{Pid}/status").Contains("State:\tZ");
+            }
+            catch (IOException)
+            {
+                return false; // gone (reaped) between the check and the read
+            }
+        }
+    }
 
     public string Status => File.ReadAllText($"/proc/{Pid}/status");
 
