@@ -1,5 +1,6 @@
 using System.Text.Json;
 using LeakTools.Core.Interop;
+using LeakTools.Core.ProcFs;
 using LeakTools.Core.Symbols;
 using LeakTools.Core.Tracing;
 using LeakTools.Core.Tracing.Agent;
@@ -101,16 +102,21 @@ internal sealed class WatchAllocationCommand : IHelperCommand
         {
             int pid = engine.ProcessId;
             ProcessSymbolizer? symbolizer = null;
+            string? executable = null; // read with the maps: a short-lived program is gone by the time its stacks are reported
             StackFrame[] Symbolize(ulong[] addresses)
             {
                 if (symbolizer is null || addresses.Any(a => symbolizer.FindMapping(a) is null))
                 {
-                    try { symbolizer = ProcessSymbolizer.ForProcess(pid, SymbolCache.Shared); }
+                    try
+                    {
+                        symbolizer = ProcessSymbolizer.ForProcess(pid, SymbolCache.Shared);
+                        executable = ProcFields.Link(ProcRoot.Default.File(pid, "exe")) ?? executable;
+                    }
                     catch (LeakToolsException) when (symbolizer is not null) { }
                 }
                 return symbolizer!.ResolveStack(addresses, adjustReturnAddresses: true).ToArray();
             }
-            bool IsRuntime(StackFrame frame) => AllocatorFunctions.IsRuntimeFrame(frame, engine.AllocatorModule, pid);
+            bool IsRuntime(StackFrame frame) => AllocatorFunctions.IsRuntimeFrame(frame, engine.AllocatorModule, executable);
             bool sampling = engine.Engine == AgentEngine.Name && r.SampleInterval > 0;
             var pipeline = new AllocationPipeline(pid, engine.Engine, TimeSpan.FromSeconds(r.ExpireSeconds), tracedFromStart: r.Program is not null, Symbolize, IsRuntime)
             {

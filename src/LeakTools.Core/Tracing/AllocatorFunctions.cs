@@ -105,15 +105,15 @@ public static class AllocatorFunctions
     /// <summary>True for a frame that is not "the code that allocated": in the C library, the
     /// dynamic loader or an allocator library; or, where the allocator is linked into the
     /// executable (a static binary), in one of the allocator's own functions.</summary>
-    public static bool IsRuntimeFrame(StackFrame frame, string? allocatorModule, int pid)
+    /// <param name="executable">The traced program's executable (/proc/PID/exe), null if unknown.</param>
+    public static bool IsRuntimeFrame(StackFrame frame, string? allocatorModule, string? executable)
     {
         string module = frame.Module;
         if (module.Length == 0) return false;
         string name = Path.GetFileName(module);
         if (name.StartsWith("libc.so", StringComparison.Ordinal) || name.StartsWith("libc-", StringComparison.Ordinal) || IsDynamicLoader(module)) return true;
         if (module != allocatorModule) return false;
-        string? exe = ProcFields.Link(ProcRoot.Default.File(pid, "exe"));
-        if (exe is null || (exe != module && exe != module + " (deleted)")) return true; // an allocator library
+        if (executable is null || (executable != module && executable != module + " (deleted)")) return true; // an allocator library
         string fn = frame.Function ?? "";
         return fn.StartsWith("_int_", StringComparison.Ordinal) || fn == "_mid_memalign"
                || Names.Any(n => fn == n.Name || fn == "__" + n.Name || fn == "__libc_" + n.Name || fn == "__GI___libc_" + n.Name);

@@ -94,6 +94,9 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
     private readonly byte[] _logBuffer = new byte[64 + PrefetchSlots * FreeLog.SlotSize];
     private ulong _dlBreak;
     private byte _dlBreakOriginal;
+    private ulong _entryBreak;
+    private byte _entryBreakOriginal;
+    private List<AllocatorFunction>? _entryFunctions;
     private volatile bool _stopRequested;
     private int _doorbell;
     private bool _ended, _execd, _detached;
@@ -572,6 +575,11 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
             OnLoaderBreak(pid, regs);
             return;
         }
+        if (_entryBreak != 0 && regs.Rip - 1 == _entryBreak)
+        {
+            OnEntryBreak(pid, regs);
+            return;
+        }
         s.Resume(pid, SIGTRAP); // not ours
     }
 
@@ -791,7 +799,17 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
         List<AllocatorFunction>? functions = TryFindAllocator();
         if (functions is not null)
         {
-            Install(functions);
+            // A static binary (or an allocator in the executable itself). Nothing can be injected at
+            // the exec stop: the thread is still inside execve, whose return value overwrites rax and
+            // whose syscall-exit step report comes before any instruction runs. Hook at the entry point.
+            ulong entry = EntryPoint(pid);
+            byte[] original = ReadCode(entry, 1);
+            if (original.Length != 1)
+                throw new LeakToolsException(FailureKind.SystemError, "EntryPointUnreadable", $"Cannot read the entry point 0x{entry:x} of process {_pid}.", _pid);
+            _entryBreak = entry;
+            _entryBreakOriginal = original[0];
+            _entryFunctions = functions;
+            Session.WriteMemory(entry, new byte[] { 0xcc });
             Session.Resume(pid, 0);
             return;
         }
@@ -819,6 +837,33 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
         _dlBreakOriginal = code[0];
         Session.WriteMemory(_dlBreak, new byte[] { 0xcc });
         Session.Resume(pid, 0);
+    }
+
+    /// <summary>The program's entry point (AT_ENTRY of the process's auxiliary vector).</summary>
+    private ulong EntryPoint(int pid)
+    {
+        byte[] auxv = File.ReadAllBytes(ProcRoot.Default.File(pid, "auxv"));
+        for (int i = 0; i + 16 <= auxv.Length; i += 16)
+        {
+            ulong key = BitConverter.ToUInt64(auxv, i);
+            if (key == 0) break;
+            if (key == 9 /* AT_ENTRY */) return BitConverter.ToUInt64(auxv, i + 8);
+        }
+        throw new LeakToolsException(FailureKind.SystemError, "EntryPointUnknown", $"Process {_pid} has no AT_ENTRY in its auxiliary vector.", _pid);
+    }
+
+    /// <summary>The program reached its entry point (static binary): undo the int3, run the
+    /// instruction again, and hook the allocator now that injected calls work.</summary>
+    private void OnEntryBreak(int tid, UserRegisters regs)
+    {
+        Session.WriteMemory(_entryBreak, new[] { _entryBreakOriginal });
+        regs.Rip = _entryBreak;
+        Session.SetRegisters(tid, regs);
+        _entryBreak = 0;
+        List<AllocatorFunction> functions = _entryFunctions!;
+        _entryFunctions = null;
+        Install(functions);
+        Session.Resume(tid, 0);
     }
 
     private List<AllocatorFunction>? TryFindAllocator()
@@ -862,6 +907,7 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
         _forkChildren.Remove(child);
         foreach (Hook h in _hooks) ProcessMemoryWriter.Write(child, h.Site, h.Original);
         if (_dlBreak != 0) ProcessMemoryWriter.Write(child, _dlBreak, new[] { _dlBreakOriginal });
+        if (_entryBreak != 0) ProcessMemoryWriter.Write(child, _entryBreak, new[] { _entryBreakOriginal });
         PtraceSession s = Session;
         s.Adopt(child, stopped: true);
         if (_scratch != 0 && !StacksReferToScratch(new[] { child }, child)) s.InjectSyscall(child, _syscall, 11 /* munmap */, _scratch, _scratchSize);
@@ -887,7 +933,7 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
         try
         {
             StopEverything();
-            if (_hooks.Count > 0 || _dlBreak != 0) Unhook();
+            if (_hooks.Count > 0 || _dlBreak != 0 || _entryBreak != 0) Unhook();
         }
         finally
         {
@@ -952,6 +998,7 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
         foreach (TracedThread t in s.Threads.Values.Where(t => t.Stopped).ToList()) MoveOutOfTrampolines(t.Id);
         foreach (Hook h in _hooks) s.WriteMemory(h.Site, h.Original);
         if (_dlBreak != 0) s.WriteMemory(_dlBreak, new[] { _dlBreakOriginal });
+        if (_entryBreak != 0) s.WriteMemory(_entryBreak, new[] { _entryBreakOriginal });
         if (_scratch == 0) return;
         // Any thread still inside an allocator returns through its trampoline: make the traps harmless.
         foreach (Hook h in _hooks)

@@ -173,6 +173,35 @@ public sealed class WatchLiveTests : IDisposable
     }
 
     [LinuxTheory("gcc")]
+    [InlineData(null)]
+    [InlineData("Breakpoint")]
+    public void A_static_binary_is_traced_from_its_first_allocation_in_launch_mode(string? engine)
+    {
+        // nothing can be injected at the exec stop (the thread is still inside execve): the hooks go in at the entry point
+        string exe = FixtureBuilder.Build("memwatch-memory.c", "-O0 -g -static", "lt-memwatch-static");
+        string dir = Directory.CreateTempSubdirectory("leaktools-watch-").FullName;
+        try
+        {
+            var request = new WatchRequest { Program = exe, WorkingDirectory = dir, ExpireSeconds = 10 };
+            var result = Watch(engine is null ? request : On(engine, request));
+            Assert.Null(result.Failure);
+            if (engine is null) Assert.Contains(result.Messages, m => m.StartsWith("Warning: ", StringComparison.Ordinal) && m.Contains("statically linked"));
+            Assert.Contains(result.Messages, m => m.Contains("Hooked malloc") && m.Contains("lt-memwatch-static"));
+            AllocationProblem p = Assert.Single(result.Problems);
+            Assert.Equal((AllocationProblemKind.DoubleFree, 512L), (p.Kind, p.Size));
+            Assert.Equal(("main", "memwatch-memory.c:15"), (p.Function, p.Location));
+            // the allocator is inside the executable: main, not _start, is where the leak was allocated
+            AllocationStack leak = Assert.Single(result.Stacks, s => s.Final && s.UnfreedAtExitCount > 0 && s.Location == "memwatch-memory.c:11");
+            Assert.Equal(("main", 1L, 512L), (leak.Function, leak.UnfreedAtExitCount!.Value, leak.UnfreedAtExitBytes!.Value));
+            Assert.Contains(result.Messages, m => m.Contains("killed by signal 6"));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [LinuxTheory("gcc")]
     [InlineData("Agent")]
     [InlineData("Breakpoint")]
     public void A_preloaded_allocator_is_found_and_traced_instead_of_the_C_library(string engine)
