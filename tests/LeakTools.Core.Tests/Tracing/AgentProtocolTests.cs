@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Diagnostics;
 using System.Globalization;
 using LeakTools.Core.Tracing.Agent;
 using LeakTools.Tests.Shared;
@@ -45,25 +44,13 @@ public sealed class AgentProtocolTests
         {
             File.WriteAllText(Path.Combine(dir, "layout.c"), Layout);
             string exe = Path.Combine(dir, "layout");
-            Run("gcc", "-std=gnu11", "-I", Path.Combine(RepoPaths.Root, "src", "LeakTools.Agent"), "-o", exe, Path.Combine(dir, "layout.c"));
-            return Run(exe).Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' ', 2)).ToDictionary(p => p[0], p => p[1]);
+            Tools.Run("gcc", "-std=gnu11", "-I", Path.Combine(RepoPaths.Root, "src", "LeakTools.Agent"), "-o", exe, Path.Combine(dir, "layout.c"));
+            return Tools.Run(exe).Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' ', 2)).ToDictionary(p => p[0], p => p[1]);
         }
         finally
         {
             Directory.Delete(dir, recursive: true);
         }
-    }
-
-    private static string Run(string program, params string[] args)
-    {
-        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string a in args) start.ArgumentList.Add(a);
-        using Process p = Process.Start(start)!;
-        string output = p.StandardOutput.ReadToEnd();
-        string error = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.True(p.ExitCode == 0, $"{program} failed: {error}");
-        return output;
     }
 
     [LinuxFact("gcc")]

@@ -244,12 +244,16 @@ public sealed class WatchLiveTests : IDisposable
     }
 
     /// <summary>Launch mode on <paramref name="exe"/> in a temporary folder (a core lands there).</summary>
-    private Result Launch(string engine, string exe, params string[] args)
+    private Result Launch(string engine, string exe, params string[] args) =>
+        Launch(new WatchRequest { Engine = engine, Program = exe, Arguments = args });
+
+    private Result Launch(WatchRequest request)
     {
         string dir = Directory.CreateTempSubdirectory("leaktools-watch-").FullName;
         try
         {
-            return Watch(On(engine, new WatchRequest { Program = exe, Arguments = args, WorkingDirectory = dir, ExpireSeconds = 10 }));
+            request.WorkingDirectory = dir;
+            return Watch(On(request.Engine, request));
         }
         finally
         {
@@ -258,6 +262,21 @@ public sealed class WatchLiveTests : IDisposable
     }
 
     private static string BadFrees() => FixtureBuilder.Build("bad-frees.c", "-O0 -g", "lt-bad-frees");
+
+    /// <summary>bad-frees <paramref name="mode"/> launched: its one bad free, of the kind and at the
+    /// address (its ADDR line) expected, and the program ended as it does untraced.</summary>
+    private (Result Result, AllocationProblem Problem) OneBadFree(string engine, string mode, AllocationProblemKind kind)
+    {
+        string exe = BadFrees();
+        Result result = Launch(engine, exe, mode);
+        Assert.Null(result.Failure);
+        AllocationProblem p = Assert.Single(result.Problems);
+        Assert.Equal((kind, engine), (p.Kind, p.Engine));
+        string address = Assert.Single(result.Output, l => l.StartsWith("ADDR ", StringComparison.Ordinal))[5..];
+        Assert.Equal(address, $"0x{p.Address:x}");
+        Assert.Equal(UntracedStatus(exe, mode), TracedStatus(result));
+        return (result, p);
+    }
 
     private static string BadFreesSite(string marker) =>
         "bad-frees.c:" + (File.ReadAllLines(Path.Combine(RepoPaths.Fixtures, "bad-frees.c")).Select((l, i) => (l, i)).First(x => x.l.Contains("SITE:" + marker + " ")).i + 1);
@@ -293,13 +312,8 @@ public sealed class WatchLiveTests : IDisposable
     [InlineData("Breakpoint")]
     public void Launch_mode_reports_a_free_of_a_pointer_never_allocated_with_its_stack(string engine)
     {
-        string exe = BadFrees();
-        Result result = Launch(engine, exe, "invalid");
-        Assert.Null(result.Failure);
-        AllocationProblem p = Assert.Single(result.Problems);
-        Assert.Equal((AllocationProblemKind.InvalidFree, engine), (p.Kind, p.Engine));
-        string address = Assert.Single(result.Output, l => l.StartsWith("ADDR ", StringComparison.Ordinal))[5..];
-        Assert.Equal(address, $"0x{p.Address:x}");
+        var (result, p) = OneBadFree(engine, "invalid", AllocationProblemKind.InvalidFree);
+        Assert.Equal(134, TracedStatus(result));   // SIGABRT, as untraced
         Assert.Null(p.Size);
         Assert.Equal(("free_inside", BadFreesSite("inside")), (p.Function, p.Location));
         Assert.Equal("__GI___libc_free", p.Frames[0].Function);
@@ -309,9 +323,6 @@ public sealed class WatchLiveTests : IDisposable
         // the block it pointed into, and the block main leaks, were never freed (glibc aborted)
         Assert.Single(result.Stacks, s => s.Final && s.UnfreedAtExitBytes == 96 && s.Location == BadFreesSite("make"));
         Assert.Single(result.Stacks, s => s.Final && s.UnfreedAtExitBytes == 40 && s.Location == BadFreesSite("leak"));
-        int status = UntracedStatus(exe, "invalid");
-        Assert.Equal(134, status);   // SIGABRT
-        Assert.Equal(status, TracedStatus(result));
     }
 
     [LinuxTheory("gcc")]
@@ -335,40 +346,25 @@ public sealed class WatchLiveTests : IDisposable
     [InlineData("Breakpoint")]
     public void Launch_mode_reports_a_realloc_of_a_block_already_freed_as_a_double_free(string engine)
     {
-        string exe = BadFrees();
-        Result result = Launch(engine, exe, "realloc");
-        Assert.Null(result.Failure);
-        AllocationProblem p = Assert.Single(result.Problems);
-        Assert.Equal((AllocationProblemKind.DoubleFree, engine), (p.Kind, p.Engine));
-        string address = Assert.Single(result.Output, l => l.StartsWith("ADDR ", StringComparison.Ordinal))[5..];
-        Assert.Equal(address, $"0x{p.Address:x}");
+        var (_, p) = OneBadFree(engine, "realloc", AllocationProblemKind.DoubleFree);
         Assert.Equal(48, p.Size);
         Assert.Equal(("grow_block", BadFreesSite("grow")), (p.Function, p.Location));
         Assert.Equal("__GI___libc_realloc", p.Frames[0].Function);
         Assert.Contains(p.FirstFreeFrames!, f => At(f, "release_block", BadFreesSite("release")));
         Assert.Contains(p.AllocationFrames!, f => At(f, "make_block", BadFreesSite("make")));
-        Assert.Equal(UntracedStatus(exe, "realloc"), TracedStatus(result));
     }
 
     [LinuxFact("gcc")]
     public void Launch_mode_without_free_checks_reports_no_bad_free_and_the_program_ends_the_same()
     {
         string exe = FixtureBuilder.Build("memwatch-memory.c", "-O0 -g", "lt-memwatch");
-        string dir = Directory.CreateTempSubdirectory("leaktools-watch-").FullName;
-        try
-        {
-            var environment = System.Environment.GetEnvironmentVariables().Keys.Cast<string>()
-                .Select(k => $"{k}={System.Environment.GetEnvironmentVariable(k)}").Append("LEAKTOOLS_FREE_CHECKS=0").ToArray();
-            Result result = Watch(On("Agent", new WatchRequest { Program = exe, WorkingDirectory = dir, Environment = environment }));
-            Assert.Null(result.Failure);
-            Assert.Empty(result.Problems);
-            Assert.DoesNotContain(result.Messages, m => m.Contains("Every free is checked"));
-            Assert.Equal(UntracedStatus(exe), TracedStatus(result));
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        string[] environment = System.Environment.GetEnvironmentVariables().Keys.Cast<string>()
+            .Select(k => $"{k}={System.Environment.GetEnvironmentVariable(k)}").Append("LEAKTOOLS_FREE_CHECKS=0").ToArray();
+        Result result = Launch(new WatchRequest { Engine = "Agent", Program = exe, Environment = environment });
+        Assert.Null(result.Failure);
+        Assert.Empty(result.Problems);
+        Assert.DoesNotContain(result.Messages, m => m.Contains("Every free is checked"));
+        Assert.Equal(UntracedStatus(exe), TracedStatus(result));
     }
 
     [LinuxTheory("gcc")]
