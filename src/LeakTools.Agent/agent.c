@@ -437,14 +437,19 @@ static void read_commands(struct commands *c)
     }
 }
 
+static void send_sync(int seq)
+{
+    struct lt_rec_sync sy = { (uint32_t)seq, 0 };
+    out_single(LT_REC_SYNC, &sy, sizeof sy, NULL, 0);
+    out_flush();
+    s_sync_sent = seq;
+}
+
 /* Sends SYNC and reads commands until the controller answers it (at most timeout_ns). */
 static void sync_with_controller(struct commands *c, uint64_t timeout_ns)
 {
     int seq = atomic_fetch_add(&s_sync_request, 1) + 1;
-    s_sync_sent = seq;
-    struct lt_rec_sync sy = { (uint32_t)seq, 0 };
-    out_single(LT_REC_SYNC, &sy, sizeof sy, NULL, 0);
-    out_flush();
+    send_sync(seq);
     uint64_t deadline = lt_now() + timeout_ns;
     while (!s_out_failed && !c->gone && atomic_load(&s_sync_done) - seq < 0) {
         uint64_t now = lt_now();
@@ -488,10 +493,7 @@ static void *agent_main(void *arg)
         if (want != s_sync_sent) {
             /* a thread is held before a bad free (its PROBLEM is out): everything now, then SYNC */
             report(1);
-            struct lt_rec_sync sy = { (uint32_t)want, 0 };
-            out_single(LT_REC_SYNC, &sy, sizeof sy, NULL, 0);
-            out_flush();
-            s_sync_sent = want;
+            send_sync(want);
             next_tick = now + tick;
         }
         if (now >= next_tick || c.flush || c.detach) {
