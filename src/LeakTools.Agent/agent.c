@@ -6,7 +6,10 @@
  * hooks off (lt_enabled = 0: a thread inside a hook finishes its record and the next call passes
  * through), every relocation slot back to its original (that undoes the dlopen hook too), the live
  * table freed under its locks, the agent thread ends. The library is never dlclosed: a thread may
- * still be inside a hook; a later attach reuses it. */
+ * still be inside a hook; a later attach reuses it.
+ *
+ * The socket is written by the agent thread and, for a bad free (checked frees), by the freeing
+ * thread: whole records under s_send_lock, which also guards closing it. */
 #define _GNU_SOURCE
 #include "agent.h"
 #include "protocol.h"
@@ -35,6 +38,12 @@ static int s_sock = -1, s_wake = -1;
 static uint32_t s_sessions;
 static int s_launch;
 static _Atomic int s_dlopen_pending, s_exit_requested, s_exit_done;
+static lt_lock s_send_lock;
+/* checked frees: a freeing thread asks for SYNC (s_sync_request) and waits for the controller's
+ * SYNC_ACK (s_sync_done); s_serving while the agent thread runs its session */
+static _Atomic int s_sync_request, s_sync_done, s_serving;
+static int s_sync_sent;
+static lt_lock s_problem_lock;
 static char s_token[LT_TOKEN_LENGTH];
 static pthread_t s_thread;
 
@@ -103,7 +112,11 @@ static void out_close_record(void)
 static void out_flush(void)
 {
     out_close_record();
-    if (s_out_len && !s_out_failed && !send_all(s_sock, s_out, s_out_len)) s_out_failed = 1;
+    if (s_out_len && !s_out_failed) {
+        lt_lock_take(&s_send_lock);
+        if (!send_all(s_sock, s_out, s_out_len)) s_out_failed = 1;
+        lt_lock_release(&s_send_lock);
+    }
     s_out_len = 0;
 }
 
@@ -230,6 +243,110 @@ static void report(int all_counters)
     out_flush();
 }
 
+/* ---------- bad frees (checked frees) ---------- */
+
+static int send_stack_record(uint32_t id)
+{
+    const struct lt_stack *st = lt_stack_get(id);
+    if (!st) return 1;
+    struct { struct lt_rec_header h; uint32_t id, depth; } r = { { LT_REC_STACK, 0, (uint32_t)(8 + st->depth * sizeof(uint64_t)) }, id, st->depth };
+    return send_all(s_sock, &r, sizeof r) && send_all(s_sock, st->frames, st->depth * sizeof(uint64_t));
+}
+
+/* On the freeing thread, before the real call (which may abort the process): the problem and its
+ * stacks go out at once; then the agent thread sends a full report and SYNC, and this thread
+ * waits (at most 10 s) for the controller's SYNC_ACK, so it can symbolize while the process lives. */
+void lt_report_problem(const struct lt_rec_problem *p)
+{
+    if (!atomic_load(&s_serving)) return;
+    lt_lock_take(&s_problem_lock);
+    lt_lock_take(&s_send_lock);
+    if (s_sock >= 0 && !s_out_failed) {
+        struct lt_rec_header h = { LT_REC_PROBLEM, 0, sizeof *p };
+        if (!(send_stack_record(p->stack) && send_stack_record(p->alloc_stack) && send_stack_record(p->first_free_stack) &&
+              send_all(s_sock, &h, sizeof h) && send_all(s_sock, p, sizeof *p)))
+            s_out_failed = 1;
+    }
+    int seq = atomic_fetch_add(&s_sync_request, 1) + 1;
+    uint64_t one = 1;
+    if (s_wake >= 0) lt_syscall3(SYS_write, s_wake, &one, 8);
+    lt_lock_release(&s_send_lock);
+    uint64_t deadline = lt_now() + 10000000000ull;
+    for (;;) {
+        int done = atomic_load(&s_sync_done);
+        if (done - seq >= 0 || !atomic_load(&s_serving)) break;
+        uint64_t now = lt_now();
+        if (now >= deadline) break;
+        lt_futex_wait(&s_sync_done, done, (long)(deadline - now < 100000000ull ? deadline - now : 100000000ull));
+    }
+    lt_lock_release(&s_problem_lock);
+}
+
+static void sync_done(int seq)
+{
+    atomic_store(&s_sync_done, seq);
+    lt_futex_wake(&s_sync_done, 1 << 30);
+}
+
+/* ---------- the heap from before the hooks (checked frees) ----------
+ * ld.so runs the constructors of the libraries a program needs before ours, and what they
+ * allocated there was never seen: its later free is no bad free. With glibc the main heap (the
+ * brk area: all of the heap before main, unless a constructor started a thread or allocated past
+ * the mmap threshold) is read once, chunk by chunk, and each block in use (or held in a tcache or
+ * fast bin, which look the same) is adopted as live: not counted, never expiring. Where the heap
+ * cannot be read (another allocator, an unexpected layout), frees of unknown pointers inside the
+ * brk area as it was at the start are not reported. */
+
+static uintptr_t s_early_lo, s_early_hi;
+
+int lt_early_heap(uintptr_t p) { return p >= s_early_lo && p < s_early_hi; }
+
+static uintptr_t read_start_brk(void)   /* /proc/self/stat field 47 (Linux 3.5 and later) */
+{
+    static char buf[4096];
+    long fd = lt_syscall3(SYS_open, "/proc/self/stat", 0 /* O_RDONLY */, 0);
+    if (fd < 0) return 0;
+    long n = lt_syscall3(SYS_read, fd, buf, sizeof buf - 1);
+    raw_close((int)fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    const char *c = strrchr(buf, ')');   /* the name may hold spaces and parentheses */
+    if (!c) return 0;
+    int field = 2;
+    for (c++; *c && field < 47; c++)
+        if (*c == ' ') field++;
+    uintptr_t v = 0;
+    for (; *c >= '0' && *c <= '9'; c++) v = v * 10 + (uintptr_t)(*c - '0');
+    return field == 47 ? v : 0;
+}
+
+/* glibc's main heap: chunks back to back from the start of the brk area to the top chunk, which
+ * ends at the break; a chunk is in use when the next one has PREV_INUSE. 0 if it does not add up. */
+static int adopt_glibc_heap(uintptr_t lo, uintptr_t hi)
+{
+    uintptr_t c = (lo + 15) & ~(uintptr_t)15;
+    while (c < hi) {
+        if (hi - c < 32) return 0;
+        uint64_t size = *(const uint64_t *)(c + 8) & ~(uint64_t)7;
+        if (size < 32 || (size & 15) || size > hi - c) return 0;
+        if (c + size == hi) return 1;   /* the top chunk */
+        if (hi - (c + size) < 16) return 0;
+        if (*(const uint64_t *)(c + size + 8) & 1) lt_live_adopt(c + 16, size - 8);
+        c += size;
+    }
+    return 0;
+}
+
+static void adopt_early_heap(void)
+{
+    s_early_lo = s_early_hi = 0;
+    uintptr_t lo = read_start_brk(), hi = (uintptr_t)lt_syscall3(SYS_brk, 0, 0, 0);
+    if (lo == 0 || hi <= lo) return;   /* no brk heap yet */
+    if (lt_allocator_is_glibc() && adopt_glibc_heap(lo, hi)) return;
+    s_early_lo = lo;
+    s_early_hi = hi;
+}
+
 /* ---------- unhook ---------- */
 
 static void unhook(void)
@@ -290,6 +407,57 @@ static void handle_dlopen_pending(void)
     }
 }
 
+/* Controller commands, as they arrive (a partial record waits in the buffer for its rest). */
+struct commands {
+    uint8_t buf[256];
+    size_t len;
+    int detach, flush, gone;
+};
+
+static void read_commands(struct commands *c)
+{
+    long n = lt_syscall6(SYS_recvfrom, s_sock, (long)(c->buf + c->len), (long)(sizeof c->buf - c->len), MSG_DONTWAIT, 0, 0);
+    if (n == 0 || (n < 0 && n != -EAGAIN && n != -EINTR)) c->gone = 1;   /* the controller went away */
+    if (n > 0) c->len += (size_t)n;
+    while (c->len >= sizeof(struct lt_rec_header)) {
+        struct lt_rec_header h;
+        memcpy(&h, c->buf, sizeof h);
+        size_t total = sizeof h + h.length;
+        if (total > sizeof c->buf) { c->gone = 1; break; }
+        if (c->len < total) break;
+        if (h.type == LT_REC_DETACH) c->detach = 1;
+        else if (h.type == LT_REC_FLUSH) c->flush = 1;
+        else if (h.type == LT_REC_SYNC_ACK && h.length >= 4) {
+            int seq;
+            memcpy(&seq, c->buf + sizeof h, 4);
+            sync_done(seq);
+        }
+        memmove(c->buf, c->buf + total, c->len - total);
+        c->len -= total;
+    }
+}
+
+static void send_sync(int seq)
+{
+    struct lt_rec_sync sy = { (uint32_t)seq, 0 };
+    out_single(LT_REC_SYNC, &sy, sizeof sy, NULL, 0);
+    out_flush();
+    s_sync_sent = seq;
+}
+
+/* Sends SYNC and reads commands until the controller answers it (at most timeout_ns). */
+static void sync_with_controller(struct commands *c, uint64_t timeout_ns)
+{
+    int seq = atomic_fetch_add(&s_sync_request, 1) + 1;
+    send_sync(seq);
+    uint64_t deadline = lt_now() + timeout_ns;
+    while (!s_out_failed && !c->gone && atomic_load(&s_sync_done) - seq < 0) {
+        uint64_t now = lt_now();
+        if (now >= deadline) break;
+        if (poll_in(s_sock, (int)((deadline - now) / 1000000) + 1)) read_commands(c);
+    }
+}
+
 static void *agent_main(void *arg)
 {
     (void)arg;
@@ -297,36 +465,21 @@ static void *agent_main(void *arg)
     lt_syscall6(SYS_prctl, PR_SET_NAME, (long)"leaktools-agent", 0, 0, 0, 0);
     uint64_t tick = lt_cfg.tick_ns;
     uint64_t next_tick = lt_now() + tick, next_maintenance = lt_now() + 1000000000ull;
-    int detach = 0, gone = 0, exiting = 0;
-    uint8_t cmd[256];
-    size_t cmd_len = 0;
-    while (!detach && !gone && !exiting) {
+    int exiting = 0;
+    struct commands c = { .len = 0 };
+    s_sync_sent = atomic_load(&s_sync_request);
+    while (!c.detach && !c.gone && !exiting) {
         uint64_t now = lt_now();
         int timeout = next_tick > now ? (int)((next_tick - now) / 1000000) + 1 : 0;
         struct pollfd p[2] = { { s_sock, POLLIN, 0 }, { s_wake, POLLIN, 0 } };
         long r = lt_syscall3(SYS_poll, p, 2, timeout);
-        int force = 0;
-        if (r > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-            long n = lt_syscall6(SYS_recvfrom, s_sock, (long)(cmd + cmd_len), (long)(sizeof cmd - cmd_len), MSG_DONTWAIT, 0, 0);
-            if (n == 0 || (n < 0 && n != -EAGAIN && n != -EINTR)) gone = 1;   /* the controller went away */
-            if (n > 0) cmd_len += (size_t)n;
-            while (cmd_len >= sizeof(struct lt_rec_header)) {
-                struct lt_rec_header h;
-                memcpy(&h, cmd, sizeof h);
-                size_t total = sizeof h + h.length;
-                if (total > sizeof cmd) { gone = 1; break; }
-                if (cmd_len < total) break;
-                if (h.type == LT_REC_DETACH) detach = 1;
-                else if (h.type == LT_REC_FLUSH) force = 1;
-                memmove(cmd, cmd + total, cmd_len - total);
-                cmd_len -= total;
-            }
-        }
+        c.flush = 0;
+        if (r > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) read_commands(&c);
         if (r > 0 && (p[1].revents & POLLIN)) {
             uint64_t v;
             lt_syscall3(SYS_read, s_wake, &v, 8);
         }
-        if (gone) break;
+        if (c.gone) break;
         handle_dlopen_pending();
         if (atomic_load(&s_exit_requested)) { exiting = 1; break; }
         now = lt_now();
@@ -336,33 +489,48 @@ static void *agent_main(void *arg)
             lt_verify_slots();
             next_maintenance = now + 1000000000ull;
         }
-        if (now >= next_tick || force || detach) {
-            report(force || detach);
+        int want = atomic_load(&s_sync_request);
+        if (want != s_sync_sent) {
+            /* a thread is held before a bad free (its PROBLEM is out): everything now, then SYNC */
+            report(1);
+            send_sync(want);
             next_tick = now + tick;
         }
-        if (s_out_failed) gone = 1;
+        if (now >= next_tick || c.flush || c.detach) {
+            report(c.flush || c.detach);
+            next_tick = now + tick;
+        }
+        if (s_out_failed) c.gone = 1;
     }
     if (exiting) {
-        /* the process is exiting: the live blocks now are the unfreed ones */
+        /* the process is exiting: the live blocks now are the unfreed ones; the controller
+         * symbolizes them (SYNC) while the process still exists */
         atomic_store(&lt_enabled, 0);
         struct lt_rec_bye bye = { LT_BYE_EXIT };
         out_single(LT_REC_EXIT, NULL, 0, NULL, 0);
         report(1);
+        sync_with_controller(&c, 10000000000ull);
         out_single(LT_REC_BYE, &bye, sizeof bye, NULL, 0);
         out_flush();
+        atomic_store(&s_serving, 0);
+        sync_done(atomic_load(&s_sync_request));
         atomic_store(&s_exit_done, 1);
         lt_futex_wake(&s_exit_done, 1);
         return NULL;   /* leave the slots: exit handlers still run; the hooks pass through */
     }
     unhook();
-    if (detach && !s_out_failed) {
+    atomic_store(&s_serving, 0);
+    sync_done(atomic_load(&s_sync_request));   /* a thread held before a bad free goes on */
+    if (c.detach && !s_out_failed) {
         struct lt_rec_bye bye = { LT_BYE_DETACHED };
         out_single(LT_REC_BYE, &bye, sizeof bye, NULL, 0);
         out_flush();
     }
+    lt_lock_take(&s_send_lock);   /* a freeing thread may be writing a PROBLEM */
     raw_close(s_sock);
     raw_close(s_wake);
     s_sock = s_wake = -1;
+    lt_lock_release(&s_send_lock);
     s_out_len = 0;
     s_rec_type = 0;
     s_out_failed = 0;
@@ -384,6 +552,9 @@ static void fork_child(void)
         atomic_store(&lt_enabled, 0);
         lt_live_reset_locks();
         lt_stacks_reset_lock();
+        atomic_store(&s_send_lock.v, 0);
+        atomic_store(&s_problem_lock.v, 0);
+        atomic_store(&s_serving, 0);
         lt_patch_reset_lock();
         lt_restore_in_child();
         lt_live_clear();
@@ -478,7 +649,9 @@ static int start(const char *args, int launch)
     lt_cfg.sample_interval = cfg.sample_interval;
     lt_cfg.tick_ns = cfg.tick_ns < 5000000ull ? 5000000ull : cfg.tick_ns > 5000000000ull ? 5000000000ull : cfg.tick_ns;
     lt_cfg.depth = cfg.depth < 2 ? 2 : cfg.depth > LT_MAX_DEPTH ? LT_MAX_DEPTH : cfg.depth;
-    lt_cfg.flags = cfg.flags;
+    /* checked frees only when every allocation is seen: from the start, without sampling */
+    int check = (cfg.flags & LT_CONFIG_CHECK_FREES) && launch && !cfg.sample_interval && lt_freed_init();
+    lt_cfg.flags = check ? LT_CONFIG_CHECK_FREES : 0;
     lt_stacks_reset_counters();
     lt_totals.unknown_frees = lt_totals.failed_allocations = lt_totals.forks = lt_totals.stack_overflow = 0;
     s_stacks_sent = 0;
@@ -489,6 +662,7 @@ static int start(const char *args, int launch)
     s_wake = (int)lt_syscall3(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK, 0);
 
     atomic_store(&lt_enabled, 1);
+    if (check) adopt_early_heap();
     lt_patch_all();
 
     uint32_t functions = 0;
@@ -510,10 +684,12 @@ static int start(const char *args, int launch)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
+    atomic_store(&s_serving, 1);
     int rc = pthread_create(&s_thread, &attr, agent_main, NULL);
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
+        atomic_store(&s_serving, 0);
         unhook();
         raw_close(fd); raw_close(s_wake);
         s_sock = s_wake = -1;
@@ -603,6 +779,6 @@ __attribute__((destructor)) static void agent_fini(void)
     atomic_store(&s_exit_requested, 1);
     uint64_t one = 1;
     if (s_wake >= 0) lt_syscall3(SYS_write, s_wake, &one, 8);
-    uint64_t deadline = lt_now() + 5000000000ull;
+    uint64_t deadline = lt_now() + 15000000000ull;   /* the agent thread waits at most 10 s for SYNC_ACK */
     while (!atomic_load(&s_exit_done) && lt_now() < deadline) lt_futex_wait(&s_exit_done, 0, 100000000);
 }

@@ -76,9 +76,11 @@ struct lt_config {
     uint64_t sample_interval;   /* bytes; 0 = every allocation */
     uint64_t tick_ns;           /* how often the agent thread scans for expiry and reports */
     uint32_t depth;             /* frames kept per stack (includes the allocator entry) */
-    uint32_t flags;
+    uint32_t flags;             /* LT_CONFIG_* (protocol.h) as the agent honours them */
 };
 extern LT_HIDDEN struct lt_config lt_cfg;
+/* Checked frees (launch mode, no sampling): every free has its stack and is judged. */
+#define LT_CHECKING() (LT_UNLIKELY(lt_cfg.flags & 1u /* LT_CONFIG_CHECK_FREES */))
 
 /* Hooks test this first; 0 = pass straight through. */
 extern LT_HIDDEN _Atomic int lt_enabled;
@@ -107,6 +109,7 @@ LT_HIDDEN int lt_verify_slots(void);          /* re-hooks slots lazy binding ove
 LT_HIDDEN uint32_t lt_hooked_slots(void);
 LT_HIDDEN uint32_t lt_foreign_slots(void);
 LT_HIDDEN int lt_modules_changed(void);       /* dlopen/dlclose since the last call (dl_iterate_phdr counters) */
+LT_HIDDEN int lt_allocator_is_glibc(void);    /* malloc and free are glibc's (__libc_malloc, __libc_free) */
 LT_HIDDEN void lt_after_dlclose_prune(void);
 LT_HIDDEN void lt_patch_reset_lock(void);
 LT_HIDDEN void lt_restore_in_child(void);
@@ -163,6 +166,7 @@ struct lt_block {
 };
 #define LT_BLOCK_EXPIRED 1u
 #define LT_BLOCK_SAMPLED 2u
+#define LT_BLOCK_ADOPTED 4u   /* allocated before the hooks (checked frees): not counted, never expires */
 LT_HIDDEN int lt_live_init(void);
 LT_HIDDEN void lt_live_insert(uintptr_t ptr, uint64_t size, uint32_t stack, uint32_t flags, uint64_t now);
 LT_HIDDEN int lt_live_remove(uintptr_t ptr, struct lt_block *out);   /* 1 if it was there */
@@ -183,6 +187,19 @@ static inline int lt_live_may_hold(uintptr_t ptr)
 {
     return atomic_load_explicit(&lt_live_filter[(lt_live_mix(ptr) >> 8) & ((1u << LT_FILTER_BITS) - 1)], memory_order_relaxed) != 0;
 }
+/* Checked frees: recently freed blocks, a direct-mapped cache per shard under the shard's lock. */
+struct lt_freed {
+    uintptr_t ptr;
+    uint64_t size;
+    uint32_t alloc_stack;
+    uint32_t free_stack;
+};
+LT_HIDDEN int lt_freed_init(void);
+/* 1: live (*out filled; now remembered as freed by free_stack); 2: not live but freed recently
+ * (*first filled, forgotten); 0: neither. */
+LT_HIDDEN int lt_live_remove_checked(uintptr_t ptr, uint32_t free_stack, struct lt_block *out, struct lt_freed *first);
+/* A block allocated before the hooks: inserted (LT_BLOCK_ADOPTED) unless the address is live. */
+LT_HIDDEN void lt_live_adopt(uintptr_t ptr, uint64_t size);
 typedef int (*lt_expire_fn)(const struct lt_block *b, void *ctx);      /* 0: full, called with NULL to flush */
 LT_HIDDEN void lt_live_expire(uint64_t older_than, lt_expire_fn fn, void *ctx);
 LT_HIDDEN void lt_live_clear(void);
@@ -195,6 +212,11 @@ LT_HIDDEN uint64_t lt_sample_weight_x1024(uint64_t size);  /* 1024 / P(sampled |
 /* ---- agent lifecycle (agent.c, channel.c) ---- */
 LT_HIDDEN void lt_record_alloc(void *p, uint64_t size, enum lt_fn fn, uintptr_t caller_pc, uintptr_t caller_sp, uintptr_t caller_bp);
 LT_HIDDEN void lt_record_free(void *p);
+struct lt_rec_problem;
+/* A bad free, before the real call: hands it to the controller and waits (bounded) for its answer. */
+LT_HIDDEN void lt_report_problem(const struct lt_rec_problem *p);
+/* Checked frees: is p in the part of the heap allocated before the hooks that could not be read? */
+LT_HIDDEN int lt_early_heap(uintptr_t p);
 LT_HIDDEN void lt_after_dlopen(void);
 LT_HIDDEN void lt_after_dlclose(void);
 LT_HIDDEN void lt_detect_shadow_stack(void);

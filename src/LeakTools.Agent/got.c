@@ -236,6 +236,23 @@ int lt_resolve_real(void)   /* nonzero once malloc and free are known (kept acro
     return lt_real[LT_MALLOC] && lt_real[LT_FREE];
 }
 
+static int glibc_cb(struct module_view *m, void *ctx)
+{
+    int *is = ctx;
+    uintptr_t malloc_at = (uintptr_t)lt_real[LT_MALLOC];
+    if (malloc_at < m->lo || malloc_at >= m->hi) return 0;
+    *is = lookup_in(m, "__libc_malloc") == malloc_at && lookup_in(m, "__libc_free") == (uintptr_t)lt_real[LT_FREE];
+    return 1;
+}
+
+/* The program's malloc and free are glibc's (its heap layout can be read). */
+int lt_allocator_is_glibc(void)
+{
+    int is = 0;
+    if (lt_real[LT_MALLOC] && lt_real[LT_FREE]) walk_modules(glibc_cb, &is);
+    return is;
+}
+
 /* ---------- slots ---------- */
 
 static int fn_of_name(const char *n)

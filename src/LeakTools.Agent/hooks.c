@@ -2,9 +2,12 @@
  * and this thread is not already inside a hook (the real functions call each other through
  * libc's own slots: reallocarray -> realloc). Blocks pass through unchanged, so pointers from
  * before the attach or after the detach stay valid for the real free(). A free is recorded before
- * the real free runs, so the address cannot be handed out again while we still hold it. */
+ * the real free runs, so the address cannot be handed out again while we still hold it. With
+ * checked frees (launch mode) a free also gets its stack, and a bad free is handed to the
+ * controller before the real call, which may abort the process as it would untraced. */
 #define _GNU_SOURCE
 #include "agent.h"
+#include "protocol.h"
 
 #include <errno.h>
 #include <string.h>
@@ -83,6 +86,14 @@ static int64_t next_interval(void)
 
 /* ---------- recording ---------- */
 
+static inline uint32_t stack_depth(void)
+{
+    uint32_t depth = lt_cfg.depth;
+    if (depth < 2) depth = 2;
+    if (depth > LT_MAX_DEPTH) depth = LT_MAX_DEPTH;
+    return depth;
+}
+
 void lt_record_alloc(void *p, uint64_t size, enum lt_fn fn, uintptr_t pc, uintptr_t sp, uintptr_t bp)
 {
     uint32_t flags = 0;
@@ -94,10 +105,7 @@ void lt_record_alloc(void *p, uint64_t size, enum lt_fn fn, uintptr_t pc, uintpt
         t_countdown = c;
         flags = LT_BLOCK_SAMPLED;
     }
-    uint32_t depth = lt_cfg.depth;
-    if (depth < 2) depth = 2;
-    if (depth > LT_MAX_DEPTH) depth = LT_MAX_DEPTH;
-    uint32_t id = lt_stack_of((uintptr_t)lt_real[fn], (uint32_t)fn, pc, sp, bp, depth);
+    uint32_t id = lt_stack_of((uintptr_t)lt_real[fn], (uint32_t)fn, pc, sp, bp, stack_depth());
     struct lt_hot_counters *h = lt_hot(id);
     atomic_fetch_add_explicit(&h->alloc_count, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->alloc_bytes, size, memory_order_relaxed);
@@ -112,6 +120,7 @@ void lt_record_alloc(void *p, uint64_t size, enum lt_fn fn, uintptr_t pc, uintpt
 
 static void account_free(const struct lt_block *b)
 {
+    if (b->flags & LT_BLOCK_ADOPTED) return;   /* allocated before the hooks: never counted */
     struct lt_hot_counters *h = lt_hot(b->stack);
     atomic_fetch_add_explicit(&h->free_count, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->free_bytes, b->size, memory_order_relaxed);
@@ -143,11 +152,39 @@ void lt_record_free(void *p)
     account_free(&b);
 }
 
+/* Checked frees: the stack of a free (free, cfree, or the release in realloc/reallocarray), and
+ * the block out of the live table into the freed cache. A pointer that is neither live nor from
+ * before the hooks is a bad free: a double free when the freed cache remembers its first free,
+ * else an invalid free. It is reported before the real call. Returns 1 (*b filled) if live. */
+static int take_checked(void *p, enum lt_fn fn, uintptr_t pc, uintptr_t sp, uintptr_t bp, struct lt_block *b)
+{
+    uint32_t id = lt_stack_of((uintptr_t)lt_real[fn], (uint32_t)fn, pc, sp, bp, stack_depth());
+    struct lt_freed first;
+    int r = lt_live_remove_checked((uintptr_t)p, id, b, &first);
+    if (r == 1) return 1;
+    atomic_fetch_add_explicit(&lt_totals.unknown_frees, 1, memory_order_relaxed);
+    if (r == 0 && lt_early_heap((uintptr_t)p)) return 0;   /* may come from before the hooks */
+    int twice = r == 2;
+    struct lt_rec_problem problem = {
+        twice ? LT_PROBLEM_DOUBLE_FREE : LT_PROBLEM_INVALID_FREE, (uint32_t)lt_gettid(), (uint64_t)(uintptr_t)p,
+        twice ? first.size : 0, lt_now(), id, twice ? first.alloc_stack : 0, twice ? first.free_stack : 0, (uint32_t)fn,
+    };
+    lt_report_problem(&problem);
+    return 0;
+}
+
+static void check_free(void *p, enum lt_fn fn, uintptr_t pc, uintptr_t sp, uintptr_t bp)
+{
+    struct lt_block b;
+    if (take_checked(p, fn, pc, sp, bp, &b)) account_free(&b);
+}
+
 /* realloc and reallocarray: the old block leaves the table before the real call (once the real
  * call frees it, another thread may get the same address); if the call fails it goes back. */
-static int take_old(void *old, struct lt_block *b)
+static int take_old(void *old, struct lt_block *b, enum lt_fn fn, uintptr_t pc, uintptr_t sp, uintptr_t bp)
 {
     if (!old) return 0;
+    if (LT_CHECKING()) return take_checked(old, fn, pc, sp, bp, b);
     if (lt_cfg.sample_interval && !lt_live_may_hold((uintptr_t)old)) return 0;
     return lt_live_remove((uintptr_t)old, b);
 }
@@ -160,7 +197,7 @@ static void settle_old(void *old, int had, const struct lt_block *b, int failed)
         return;
     }
     if (had) account_free(b);
-    else if (!lt_cfg.sample_interval) atomic_fetch_add_explicit(&lt_totals.unknown_frees, 1, memory_order_relaxed);
+    else if (!lt_cfg.sample_interval && !LT_CHECKING()) atomic_fetch_add_explicit(&lt_totals.unknown_frees, 1, memory_order_relaxed);
 }
 
 /* ---------- the hooks ---------- */
@@ -195,7 +232,7 @@ HOOK static void *h_realloc(void *old, size_t n)
     if (!ACTIVE()) return REAL(LT_REALLOC, realloc_t)(old, n);
     t_in_hook = 1;
     struct lt_block b;
-    int had = take_old(old, &b);
+    int had = take_old(old, &b, LT_REALLOC, CALLER);
     void *p = REAL(LT_REALLOC, realloc_t)(old, n);
     /* glibc: realloc(p, 0) frees p and returns NULL; a NULL for n > 0 leaves p alone */
     int failed = p == NULL && n != 0;
@@ -210,7 +247,7 @@ HOOK static void *h_reallocarray(void *old, size_t nmemb, size_t size)
     if (!ACTIVE()) return REAL(LT_REALLOCARRAY, reallocarray_t)(old, nmemb, size);
     t_in_hook = 1;
     struct lt_block b;
-    int had = take_old(old, &b);
+    int had = take_old(old, &b, LT_REALLOCARRAY, CALLER);
     void *p = REAL(LT_REALLOCARRAY, reallocarray_t)(old, nmemb, size);
     int failed = p == NULL && (uint64_t)nmemb * size != 0;
     settle_old(old, had, &b, failed);
@@ -224,7 +261,8 @@ HOOK static void *h_reallocarray(void *old, size_t nmemb, size_t size)
     {                                                                            \
         if (!p || !ACTIVE() || NOT_SAMPLED_FREE(p)) { REAL(fn, free_t)(p); return; } \
         t_in_hook = 1;                                                           \
-        lt_record_free(p);                                                       \
+        if (LT_CHECKING()) check_free(p, fn, CALLER);                            \
+        else lt_record_free(p);                                                  \
         REAL(fn, free_t)(p);                                                     \
         t_in_hook = 0;                                                           \
     }

@@ -7,8 +7,16 @@
  * relocation slots and sends READY (or FAILED); then, every tick: STACK records for stacks the
  * controller has not seen, EXPIRED batches, COUNTERS for stacks that changed, STATS. The
  * controller may send FLUSH (report now) or DETACH (unhook, final COUNTERS, BYE). When the
- * process exits the agent sends EXIT, final COUNTERS (live blocks = unfreed at exit) and BYE.
+ * process exits the agent sends EXIT, final COUNTERS (live blocks = unfreed at exit), SYNC, and
+ * BYE once the controller has answered SYNC_ACK (or after a bounded wait).
  * When the controller's side closes, the agent unhooks itself.
+ *
+ * Checked frees (CONFIG flag LT_CONFIG_CHECK_FREES; launch mode without sampling): a free or
+ * realloc of a pointer that is not live is a bad free. Before the real call runs (glibc may then
+ * abort the process), the freeing thread itself writes the STACK records of the problem's stacks
+ * (the controller may see a stack id twice) and a PROBLEM record; the agent thread then sends a
+ * full report (all COUNTERS, STATS) and SYNC, and the freeing thread waits, bounded, until the
+ * controller answers SYNC_ACK (it symbolizes what it needs while the process still exists).
  */
 #ifndef LEAKTOOLS_AGENT_PROTOCOL_H
 #define LEAKTOOLS_AGENT_PROTOCOL_H
@@ -30,10 +38,13 @@ enum lt_record_type {
     LT_REC_EXIT = 8,
     LT_REC_BYE = 9,
     LT_REC_MESSAGE = 10,
+    LT_REC_PROBLEM = 11,
+    LT_REC_SYNC = 12,
     /* controller -> agent */
     LT_REC_CONFIG = 64,
     LT_REC_FLUSH = 65,
     LT_REC_DETACH = 66,
+    LT_REC_SYNC_ACK = 67,
 };
 
 #pragma pack(push, 1)
@@ -58,8 +69,9 @@ struct lt_rec_config {
     uint64_t sample_interval;   /* bytes, 0 = off */
     uint64_t tick_ns;
     uint32_t depth;
-    uint32_t flags;
+    uint32_t flags;             /* LT_CONFIG_* */
 };
+#define LT_CONFIG_CHECK_FREES 1u   /* judge every free (honoured in launch mode without sampling) */
 
 struct lt_rec_ready {
     uint32_t hooked_slots;      /* relocation slots now pointing at the hooks */
@@ -111,6 +123,27 @@ struct lt_rec_stats {
     uint64_t allocations, frees, unknown_frees, failed_allocations;
     uint64_t live_blocks, live_bytes;
     uint64_t stacks, forks, stack_overflow, hooked_slots, modules;
+};
+
+/* PROBLEM: a free (or realloc, reallocarray, cfree) of a pointer that is not live. */
+struct lt_rec_problem {
+    uint32_t kind;              /* LT_PROBLEM_* */
+    uint32_t tid;
+    uint64_t address;
+    uint64_t size;              /* DOUBLE_FREE: the block's size; else 0 */
+    uint64_t time;              /* CLOCK_MONOTONIC of the bad free, ns */
+    uint32_t stack;             /* the bad free's stack */
+    uint32_t alloc_stack;       /* DOUBLE_FREE: where the block was allocated; else 0 */
+    uint32_t first_free_stack;  /* DOUBLE_FREE: where it was freed first; else 0 */
+    uint32_t function;          /* the agent's enum lt_fn of the bad call */
+};
+#define LT_PROBLEM_DOUBLE_FREE 1
+#define LT_PROBLEM_INVALID_FREE 2
+
+/* SYNC (agent -> controller) and SYNC_ACK (controller -> agent, the same sequence number). */
+struct lt_rec_sync {
+    uint32_t sequence;
+    uint32_t reserved;
 };
 
 struct lt_rec_bye {

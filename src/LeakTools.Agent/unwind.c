@@ -624,11 +624,11 @@ int lt_unwind_from(uintptr_t pc, uintptr_t sp, uintptr_t bp, uintptr_t *out, int
 
 /* ---------- walk cache ----------
  * A loop allocating from one place unwinds the same stack again and again. Each thread (hashed
- * into 256 slots, taken with a try-lock) remembers its last walk: where it started (pc, sp, and rbp
- * if the walk used it) and every word it read. Re-reading those words and finding them unchanged
- * proves the walk would come out the same, so the stack id is reused without walking, hashing or
- * looking it up. The words lie between sp and the top of the same thread's stack: readable, as in
- * the walk itself. */
+ * into 256 slots, taken with a try-lock; its frees into a slot of their own) remembers its last
+ * walk: where it started (pc, sp, and rbp if the walk used it) and every word it read.
+ * Re-reading those words and finding them unchanged proves the walk would come out the same, so
+ * the stack id is reused without walking, hashing or looking it up. The words lie between sp and
+ * the top of the same thread's stack: readable, as in the walk itself. */
 
 #define WALK_SLOTS 256
 #define WALK_READS (3 * LT_MAX_DEPTH + 8)
@@ -657,7 +657,10 @@ uint32_t lt_stack_of(uintptr_t entry, uint32_t fn, uintptr_t pc, uintptr_t sp, u
 {
     int tid = t_tid;
     if (LT_UNLIKELY(tid == 0)) t_tid = tid = lt_gettid();
-    struct walk_slot *w = s_walk ? &s_walk[((uint32_t)tid * 2654435761u) >> 24] : NULL;
+    /* frees have a slot of their own (checked frees unwind them): a loop's malloc and free, from
+     * two call sites, do not evict each other's walk */
+    uint32_t key = (uint32_t)tid * 2 + (fn == LT_FREE || fn == LT_CFREE);
+    struct walk_slot *w = s_walk ? &s_walk[(key * 2654435761u) >> 24] : NULL;
     int own = w && !atomic_exchange_explicit(&w->busy, 1, memory_order_acquire);
     uint32_t gen = atomic_load_explicit(&s_walk_gen, memory_order_relaxed);
     if (own && w->tid == tid && w->gen == gen && w->pc == pc && w->sp == sp && w->fn == fn && w->depth == depth &&

@@ -72,15 +72,15 @@ Describe 'Watch-Allocation' {
         }
     }
 
-    It 'launches a program traced from its first allocation and reports bad frees and blocks never freed' {
+    It 'launches a program traced from its first allocation and reports bad frees and blocks never freed (<Engine>)' -ForEach @(@{ Engine = 'Agent' }, @{ Engine = 'Breakpoint' }) {
         Push-Location $Work
         try {
-            # bad frees are the breakpoint engine's: the agent tolerates frees it never saw allocated
-            $r = Watch-Allocation -FilePath $Memwatch -Engine Breakpoint -InformationVariable said 6>$null
+            $r = Watch-Allocation -FilePath $Memwatch -Engine $Engine -InformationVariable said 6>$null
         }
         finally { Pop-Location }
         $problem = $r | Where-Object { $_ -is [LeakTools.AllocationProblem] }
         $problem.Kind | Should -Be 'DoubleFree'
+        $problem.Engine | Should -Be $Engine
         $problem.Location | Should -Be 'memwatch-memory.c:15'
         ($problem | Out-String -Width 200) | Should -Match 'Double free of 0x[0-9a-f]+ of a 512-byte block'
         $leak = $r | Where-Object { $_ -is [LeakTools.AllocationStack] -and $_.UnfreedAtExitCount }
@@ -92,6 +92,7 @@ Describe 'Watch-Allocation' {
     It 'launches a program with the agent by default and reports, at its exit, the blocks never freed' {
         $r = Watch-Allocation -FilePath $Daemon -ArgumentList 200, 2 -Expire 0.5 -Duration 2 -WarningVariable warned -InformationVariable said 6>$null
         $warned | Should -BeNullOrEmpty   # no fallback
+        $r | Where-Object { $_ -is [LeakTools.AllocationProblem] } | Should -BeNullOrEmpty   # every free checked, none bad
         $leak = $r | Where-Object { $_.Final -and $_.Function -eq 'session_open' -and $_.Location -eq 'leaky-daemon.c:33' }
         $leak.Engine | Should -Be 'Agent'
         $leak.UnfreedAtExitCount | Should -BeGreaterThan 50   # -Duration ends it with SIGINT: it exits through exit()

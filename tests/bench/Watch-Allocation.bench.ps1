@@ -12,7 +12,9 @@
     figures); "tight, 42 deep" (about 47 frames) shows the cost of depth. Slowdowns are against
     the untraced run's median in the same invocation; fast runs are the median of -Runs.
     Targets: issue 8 (agent) at most 2x on the work loop, below heaptrack on every loop, sampling
-    near 1.05x; issue 4 (breakpoint) under 300x on an allocation loop, no cost while idle.
+    near 1.05x; issue 4 (breakpoint) under 300x on an allocation loop, no cost while idle. The
+    agent's launch mode checks every free (a stack per free, for double and invalid frees); the
+    "without free checks" row (LEAKTOOLS_FREE_CHECKS=0) is its cost without them.
 #>
 param(
     [string] $ModulePath = (Join-Path $PSScriptRoot '../../out/LeakTools/LeakTools.psd1'),
@@ -42,8 +44,12 @@ function Get-Arguments([double] $Wait, [long] $Count, [int] $Depth) { @("$Wait",
 
 function Invoke-Untraced([long] $Count, [int] $Depth) { Read-Phases (& $exe @(Get-Arguments 0 $Count $Depth)) }
 
-function Invoke-WatchLaunch([long] $Count, [int] $Depth, [hashtable] $Engine) {
-    $null = Watch-Allocation -FilePath $exe -ArgumentList (Get-Arguments 0 $Count $Depth) -Expire 30 @Engine -InformationVariable said -WarningAction Ignore 6>$null
+function Invoke-WatchLaunch([long] $Count, [int] $Depth, [hashtable] $Engine, [switch] $NoFreeChecks) {
+    if ($NoFreeChecks) { $env:LEAKTOOLS_FREE_CHECKS = '0' }   # the launched program's environment tells the agent
+    try {
+        $null = Watch-Allocation -FilePath $exe -ArgumentList (Get-Arguments 0 $Count $Depth) -Expire 30 @Engine -InformationVariable said -WarningAction Ignore 6>$null
+    }
+    finally { Remove-Item Env:LEAKTOOLS_FREE_CHECKS -ErrorAction Ignore }
     Read-Phases ([string[]]$said.MessageData)
 }
 
@@ -112,6 +118,7 @@ $n = 1000000
 $plan = [ordered]@{
     'untraced'                        = @{ Run = { Invoke-Untraced 5000000 12 } }
     'agent, launch'                   = @{ Run = { Invoke-WatchLaunch $n 12 $agent } }
+    'agent without free checks, launch' = @{ Run = { Invoke-WatchLaunch $n 12 $agent -NoFreeChecks } }
     'agent, attach'                   = @{ Run = { Invoke-WatchAttach $n 12 $agent } }
     'agent 512 KiB sampling, launch'  = @{ Run = { Invoke-WatchLaunch $n 12 $sampled } }
     'agent 512 KiB sampling, attach'  = @{ Run = { Invoke-WatchAttach $n 12 $sampled } }
@@ -128,6 +135,7 @@ $main = Measure-All $plan $Runs
 $deepPlan = [ordered]@{
     'untraced'      = @{ Run = { Invoke-Untraced 5000000 42 } }
     'agent, launch' = @{ Run = { Invoke-WatchLaunch $n 42 $agent } }
+    'agent without free checks, launch' = @{ Run = { Invoke-WatchLaunch $n 42 $agent -NoFreeChecks } }
 }
 if ($haveHeaptrack) { $deepPlan['heaptrack, launch'] = @{ Run = { Invoke-HeaptrackLaunch 300000 42 } } }
 $deep = Measure-All $deepPlan $Runs
@@ -150,7 +158,7 @@ $rows | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
 $deepBase = $deep['untraced']
 Write-Host 'tight loop 42 calls deep (~47 frames a stack):'
 foreach ($k in $deep.Keys) {
-    Write-Host ('  {0,-20} {1,8:N1} ns  {2,6:N1}x  ({3:N1} ns added per malloc+free)' -f $k, $deep[$k].tight, ($deep[$k].tight / $deepBase.tight), ($deep[$k].tight - $deepBase.tight))
+    Write-Host ('  {0,-34} {1,8:N1} ns  {2,6:N1}x  ({3:N1} ns added per malloc+free)' -f $k, $deep[$k].tight, ($deep[$k].tight / $deepBase.tight), ($deep[$k].tight - $deepBase.tight))
 }
 Write-Host 'ns = the program''s own time per iteration of each phase; x = slowdown against the untraced run of the same invocation.'
 if (-not $haveHeaptrack) { Write-Host 'heaptrack is not installed: its rows are missing.' }

@@ -47,6 +47,10 @@ public sealed class WatchMessage
 /// stack) until -Duration, cancellation, or the target's exit.</summary>
 internal sealed class WatchAllocationCommand : IHelperCommand
 {
+    /// <summary>In the launched program's environment: the agent does not check frees (no stack
+    /// per free, no bad-free reports): the cost of launch mode without checks.</summary>
+    public const string NoFreeChecks = "LEAKTOOLS_FREE_CHECKS=0";
+
     public string Name => "alloc.watch";
 
     public void Run(JsonElement args, HelperOutput output, CancellationToken cancel)
@@ -88,7 +92,8 @@ internal sealed class WatchAllocationCommand : IHelperCommand
             readers.Add(Relay(outRead, "Stdout", output));
             readers.Add(Relay(errRead, "Stderr", output));
             output.Verbose(engine.Engine == AgentEngine.Name
-                ? $"Started {r.Program} as process {engine.ProcessId} with the agent preloaded (traced from its first allocation)."
+                ? $"Started {r.Program} as process {engine.ProcessId} with the agent preloaded (traced from its first allocation)." +
+                  (r.SampleInterval > 0 || r.Environment?.Contains(NoFreeChecks) == true ? "" : " Every free is checked: double and invalid frees are reported.")
                 : $"Started {r.Program} as process {engine.ProcessId}, traced from its first instruction.");
         }
         else
@@ -193,6 +198,8 @@ internal sealed class WatchAllocationCommand : IHelperCommand
             Expire = TimeSpan.FromSeconds(r.ExpireSeconds),
             Depth = r.Depth,
             SampleInterval = r.SampleInterval,
+            // launch mode checks every free unless the program's environment says not to
+            CheckFrees = !(r.Environment ?? Array.Empty<string>()).Contains(NoFreeChecks),
             Verbose = output.Verbose,
             WaitForAllocation = r.DurationSeconds is double d ? TimeSpan.FromSeconds(d) : null,
         };

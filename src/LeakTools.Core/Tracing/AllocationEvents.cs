@@ -39,6 +39,14 @@ public interface IStackCounterSink
     void Totals(long allocations, long frees, long liveBlocks, long liveBytes);
 }
 
+/// <summary>Where an engine that judges frees itself (the in-process agent in launch mode) reports
+/// bad frees, naming stacks it sent before. The engine holds the freeing thread meanwhile (the
+/// allocator may abort the process next), so the sink symbolizes and reports at once.</summary>
+public interface IFreeProblemSink
+{
+    void OnProblem(FreeProblem problem);
+}
+
 /// <summary>A stack's counts as an engine that counts in the target reports them. With sampling
 /// they are estimates (each sampled block scaled by 1/P(sampled)): <see cref="Estimated"/>.</summary>
 public readonly record struct StackCounterValues(long AllocationCount, long AllocatedBytes, long LiveCount, long LiveBytes,

@@ -17,7 +17,7 @@ public sealed class AllocationProgress
 /// <see cref="Tick"/> (a timer) expires blocks and reports each stack when it first expires;
 /// <see cref="Finish"/> reports every stack with expired or unfreed blocks once more, final. Each
 /// distinct stack is symbolized once, outside the lock, so the engine never waits for symbols.</summary>
-public sealed class AllocationPipeline : IAllocationEventSink, IStackCounterSink
+public sealed class AllocationPipeline : IAllocationEventSink, IStackCounterSink, IFreeProblemSink
 {
     private readonly object _lock = new();
     private readonly object _reportLock = new();
@@ -107,6 +107,13 @@ public sealed class AllocationPipeline : IAllocationEventSink, IStackCounterSink
             _countedInTarget = true;
             _totals = (allocations, frees, liveBlocks, liveBytes);
         }
+    }
+
+    /// <summary>A bad free judged by the engine (the agent): described (its stacks symbolized while
+    /// the engine holds the process) and reported at once.</summary>
+    public void OnProblem(FreeProblem problem)
+    {
+        lock (_reportLock) ProblemReported?.Invoke(Describe(problem));
     }
 
     public AllocationProgress Progress()

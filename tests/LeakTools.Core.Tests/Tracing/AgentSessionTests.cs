@@ -90,6 +90,10 @@ public sealed class AgentSessionTests
             Assert.True(recorder.ProgramExited);
             Assert.All(stacks.Values, id => Assert.Equal(1, CountersOf(recorder, id).LiveCount));
             Assert.Equal(3 << 8, session.WaitStatus);
+            // every free was checked (launch mode) and none was bad: a block allocated before the
+            // agent's constructor ran, or moved by realloc, is no invalid free
+            Assert.Empty(recorder.Problems);
+            Assert.True(recorder.Holds >= 1); // the exit waited for the controller (SYNC)
         }
     }
 

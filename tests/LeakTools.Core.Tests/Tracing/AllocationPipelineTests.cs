@@ -140,4 +140,41 @@ public sealed class AllocationPipelineTests
         Assert.Equal(new[] { false, true }, reports.Select(r => r.Final));
         Assert.Equal((1L, 1L, 1L, "Agent", "f16"), (reports[1].ExpiredCount, reports[1].FreedAfterExpiryCount, reports[1].LiveCount, reports[1].Engine, reports[1].Function));
     }
+
+    [Fact]
+    public void A_bad_free_judged_by_the_engine_is_reported_at_once_with_its_three_stacks()
+    {
+        var problems = new List<AllocationProblem>();
+        var frames = new Dictionary<ulong, StackFrame>
+        {
+            [0x10] = new() { Address = 0x10, Module = "/lib/libc.so.6", Function = "malloc" },
+            [0x11] = new() { Address = 0x11, Module = "/lib/libc.so.6", Function = "free" },
+            [0x20] = new() { Address = 0x20, Module = "/app", Function = "make", File = "/src/app.c", Line = 5 },
+            [0x30] = new() { Address = 0x30, Module = "/app", Function = "drop", File = "/src/app.c", Line = 9 },
+            [0x40] = new() { Address = 0x40, Module = "/app", Function = "drop_again", File = "/src/app.c", Line = 14 },
+        };
+        var pipeline = new AllocationPipeline(7, "Agent", TimeSpan.FromSeconds(10), tracedFromStart: true,
+            a => a.Select(x => frames[x]).ToArray(), f => f.Module.Contains("libc"))
+        {
+            ProblemReported = problems.Add,
+        };
+        pipeline.OnStack(1, new ulong[] { 0x10, 0x20 });
+        pipeline.OnStack(2, new ulong[] { 0x11, 0x30 });
+        pipeline.OnStack(3, new ulong[] { 0x11, 0x40 });
+        pipeline.OnStack(3, new ulong[] { 0x11, 0x40 });   // the agent may send a stack twice
+        IFreeProblemSink sink = pipeline;
+        long now = MonotonicClock.Now;
+        sink.OnProblem(new FreeProblem(AllocationProblemKind.DoubleFree, 0xa000, 3, 11, now, 512, 1, 2));
+        AllocationProblem p = Assert.Single(problems);     // at once, not at the next tick
+        Assert.Equal((AllocationProblemKind.DoubleFree, 0xa000UL, 512L, 11, "Agent"), (p.Kind, p.Address, p.Size!.Value, p.ThreadId, p.Engine));
+        Assert.Equal(("drop_again", "app.c:14"), (p.Function, p.Location));
+        Assert.Equal(new[] { "malloc", "make" }, p.AllocationFrames!.Select(f => f.Function));
+        Assert.Equal(new[] { "free", "drop" }, p.FirstFreeFrames!.Select(f => f.Function));
+        sink.OnProblem(new FreeProblem(AllocationProblemKind.InvalidFree, 0xb000, 3, 11, now, null, null, null));
+        Assert.Equal(2, problems.Count);
+        Assert.Null(problems[1].AllocationFrames);
+        Assert.Null(problems[1].FirstFreeFrames);
+        pipeline.Tick();
+        Assert.Equal(2, problems.Count);                    // reported once
+    }
 }

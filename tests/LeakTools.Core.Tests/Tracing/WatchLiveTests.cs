@@ -1,4 +1,7 @@
+using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using LeakTools.Core.Hosting;
 using LeakTools.Tests.Shared;
 using Xunit;
@@ -239,30 +242,158 @@ public sealed class WatchLiveTests : IDisposable
         Assert.Equal((10000L, 10000L, 10000L, 0L), (s.AllocationCount, s.ExpiredCount, s.FreedAfterExpiryCount, s.LiveCount));
     }
 
-    [LinuxFact("gcc")]
-    public void Launch_mode_reports_the_memwatch_example_double_free_and_the_block_never_freed()
+    /// <summary>The exit status of a run without any tracer (128 + the signal when one ended it, as
+    /// the shell says), in its own temporary folder (a core lands there).</summary>
+    private static int UntracedStatus(string exe, params string[] args)
     {
-        string exe = FixtureBuilder.Build("memwatch-memory.c", "-O0 -g", "lt-memwatch");
-        string dir = Directory.CreateTempSubdirectory("leaktools-watch-").FullName;
+        string dir = Directory.CreateTempSubdirectory("leaktools-untraced-").FullName;
         try
         {
-            // bad frees are the breakpoint engine's (the agent tolerates frees it never saw allocated)
-            var result = Watch(On("Breakpoint", new WatchRequest { Program = exe, WorkingDirectory = dir, ExpireSeconds = 10 }));
-            Assert.Null(result.Failure);
-            AllocationProblem p = Assert.Single(result.Problems);
-            Assert.Equal(AllocationProblemKind.DoubleFree, p.Kind);
-            Assert.Equal(512, p.Size);
-            Assert.Equal(("main", "memwatch-memory.c:15"), (p.Function, p.Location));
-            Assert.Contains(p.FirstFreeFrames!, x => x.Function == "main" && x.Line == 14);
-            Assert.Contains(p.AllocationFrames!, x => x.Function == "main" && x.Line == 10);
-            AllocationStack leak = Assert.Single(result.Stacks, s => s.Final && s.UnfreedAtExitCount > 0 && s.Location == "memwatch-memory.c:11");
-            Assert.Equal((1L, 512L), (leak.UnfreedAtExitCount!.Value, leak.UnfreedAtExitBytes!.Value));
-            Assert.Contains(result.Messages, m => m.Contains("killed by signal 6") || m.Contains("exited with status"));
+            var start = new ProcessStartInfo(exe) { WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (string a in args) start.ArgumentList.Add(a);
+            using Process p = Process.Start(start)!;
+            p.StandardOutput.ReadToEnd();
+            p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            return p.ExitCode;
         }
         finally
         {
             Directory.Delete(dir, recursive: true);
         }
+    }
+
+    /// <summary>The launched program's exit status as the session reported it.</summary>
+    private static int TracedStatus(Result r)
+    {
+        Match m = Regex.Match(string.Join("\n", r.Messages), @"(killed by signal|exited with status) (\d+)");
+        Assert.True(m.Success, "the session did not say how the program ended");
+        int n = int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture);
+        return m.Groups[1].Value == "killed by signal" ? 128 + n : n;
+    }
+
+    /// <summary>Launch mode on <paramref name="exe"/> in a temporary folder (a core lands there).</summary>
+    private Result Launch(string engine, string exe, params string[] args) =>
+        Launch(new WatchRequest { Engine = engine, Program = exe, Arguments = args });
+
+    private Result Launch(WatchRequest request)
+    {
+        string dir = Directory.CreateTempSubdirectory("leaktools-watch-").FullName;
+        try
+        {
+            request.WorkingDirectory = dir;
+            return Watch(On(request.Engine, request));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static string BadFrees() => FixtureBuilder.Build("bad-frees.c", "-O0 -g", "lt-bad-frees");
+
+    /// <summary>bad-frees <paramref name="mode"/> launched: its one bad free, of the kind and at the
+    /// address (its ADDR line) expected, and the program ended as it does untraced.</summary>
+    private (Result Result, AllocationProblem Problem) OneBadFree(string engine, string mode, AllocationProblemKind kind)
+    {
+        string exe = BadFrees();
+        Result result = Launch(engine, exe, mode);
+        Assert.Null(result.Failure);
+        AllocationProblem p = Assert.Single(result.Problems);
+        Assert.Equal((kind, engine), (p.Kind, p.Engine));
+        string address = Assert.Single(result.Output, l => l.StartsWith("ADDR ", StringComparison.Ordinal))[5..];
+        Assert.Equal(address, $"0x{p.Address:x}");
+        Assert.Equal(UntracedStatus(exe, mode), TracedStatus(result));
+        return (result, p);
+    }
+
+    private static string BadFreesSite(string marker) =>
+        "bad-frees.c:" + (File.ReadAllLines(Path.Combine(RepoPaths.Fixtures, "bad-frees.c")).Select((l, i) => (l, i)).First(x => x.l.Contains("SITE:" + marker + " ")).i + 1);
+
+    private static bool At(LeakTools.StackFrame f, string function, string site) => f.Function == function && f.File is not null && $"{Path.GetFileName(f.File)}:{f.Line}" == site;
+
+    [LinuxTheory("gcc")]
+    [InlineData("Agent")]
+    [InlineData("Breakpoint")]
+    public void Launch_mode_reports_the_memwatch_example_double_free_and_the_block_never_freed(string engine)
+    {
+        string exe = FixtureBuilder.Build("memwatch-memory.c", "-O0 -g", "lt-memwatch");
+        Result result = Launch(engine, exe);
+        Assert.Null(result.Failure);
+        AllocationProblem p = Assert.Single(result.Problems);
+        Assert.Equal((AllocationProblemKind.DoubleFree, engine), (p.Kind, p.Engine));
+        Assert.Equal(512, p.Size);
+        Assert.Equal(("main", "memwatch-memory.c:15"), (p.Function, p.Location));
+        Assert.Equal("__GI___libc_free", p.Frames[0].Function);
+        Assert.Contains(p.FirstFreeFrames!, x => x.Function == "main" && x.Line == 14);
+        Assert.Contains(p.AllocationFrames!, x => x.Function == "main" && x.Line == 10);
+        // the first free's and the allocation's block is the one freed twice
+        Assert.Equal("__GI___libc_free", p.FirstFreeFrames![0].Function);
+        Assert.Equal("__GI___libc_malloc", p.AllocationFrames![0].Function);
+        AllocationStack leak = Assert.Single(result.Stacks, s => s.Final && s.UnfreedAtExitCount > 0 && s.Location == "memwatch-memory.c:11");
+        Assert.Equal((1L, 512L, engine), (leak.UnfreedAtExitCount!.Value, leak.UnfreedAtExitBytes!.Value, leak.Engine));
+        Assert.Contains(result.Output, l => l.Contains("double free detected"));   // glibc's own words: it aborted as untraced
+        Assert.Equal(UntracedStatus(exe), TracedStatus(result));
+    }
+
+    [LinuxTheory("gcc")]
+    [InlineData("Agent")]
+    [InlineData("Breakpoint")]
+    public void Launch_mode_reports_a_free_of_a_pointer_never_allocated_with_its_stack(string engine)
+    {
+        var (result, p) = OneBadFree(engine, "invalid", AllocationProblemKind.InvalidFree);
+        Assert.Equal(134, TracedStatus(result));   // SIGABRT, as untraced
+        Assert.Null(p.Size);
+        Assert.Equal(("free_inside", BadFreesSite("inside")), (p.Function, p.Location));
+        Assert.Equal("__GI___libc_free", p.Frames[0].Function);
+        Assert.Contains(p.Frames, f => f.Function == "main");
+        Assert.Null(p.FirstFreeFrames);
+        Assert.Null(p.AllocationFrames);
+        // the block it pointed into, and the block main leaks, were never freed (glibc aborted)
+        Assert.Single(result.Stacks, s => s.Final && s.UnfreedAtExitBytes == 96 && s.Location == BadFreesSite("make"));
+        Assert.Single(result.Stacks, s => s.Final && s.UnfreedAtExitBytes == 40 && s.Location == BadFreesSite("leak"));
+    }
+
+    [LinuxTheory("gcc")]
+    [InlineData("Agent")]
+    [InlineData("Breakpoint")]
+    public void Launch_mode_a_block_freed_again_after_its_address_was_allocated_anew_is_no_double_free(string engine)
+    {
+        string exe = BadFrees();
+        Result result = Launch(engine, exe, "reuse");
+        Assert.Null(result.Failure);
+        Assert.Contains("SAME 1", result.Output);   // the second block had the first one's address
+        Assert.Empty(result.Problems);
+        AllocationStack leak = Assert.Single(result.Stacks, s => s.Final && s.UnfreedAtExitCount > 0);
+        Assert.Equal((BadFreesSite("leak"), 40L), (leak.Location, leak.UnfreedAtExitBytes!.Value));
+        Assert.Equal(0, TracedStatus(result));
+        Assert.Equal(UntracedStatus(exe, "reuse"), TracedStatus(result));
+    }
+
+    [LinuxTheory("gcc")]
+    [InlineData("Agent")]
+    [InlineData("Breakpoint")]
+    public void Launch_mode_reports_a_realloc_of_a_block_already_freed_as_a_double_free(string engine)
+    {
+        var (_, p) = OneBadFree(engine, "realloc", AllocationProblemKind.DoubleFree);
+        Assert.Equal(48, p.Size);
+        Assert.Equal(("grow_block", BadFreesSite("grow")), (p.Function, p.Location));
+        Assert.Equal("__GI___libc_realloc", p.Frames[0].Function);
+        Assert.Contains(p.FirstFreeFrames!, f => At(f, "release_block", BadFreesSite("release")));
+        Assert.Contains(p.AllocationFrames!, f => At(f, "make_block", BadFreesSite("make")));
+    }
+
+    [LinuxFact("gcc")]
+    public void Launch_mode_without_free_checks_reports_no_bad_free_and_the_program_ends_the_same()
+    {
+        string exe = FixtureBuilder.Build("memwatch-memory.c", "-O0 -g", "lt-memwatch");
+        string[] environment = System.Environment.GetEnvironmentVariables().Keys.Cast<string>()
+            .Select(k => $"{k}={System.Environment.GetEnvironmentVariable(k)}").Append("LEAKTOOLS_FREE_CHECKS=0").ToArray();
+        Result result = Launch(new WatchRequest { Engine = "Agent", Program = exe, Environment = environment });
+        Assert.Null(result.Failure);
+        Assert.Empty(result.Problems);
+        Assert.DoesNotContain(result.Messages, m => m.Contains("Every free is checked"));
+        Assert.Equal(UntracedStatus(exe), TracedStatus(result));
     }
 
     [LinuxTheory("gcc")]

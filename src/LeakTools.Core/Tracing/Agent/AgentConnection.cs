@@ -149,7 +149,7 @@ public sealed class AgentConnection : IDisposable
         long offset = MonotonicNow() - hello.MonotonicNanoseconds;
         _clockOffset = Math.Abs(offset) < 1_000_000_000 ? 0 : offset;
         _expireNs = config.ExpireNanoseconds;
-        Send(AgentProtocol.ConfigRecord(config));
+        Send(AgentProtocol.ConfigRecord(config, hello.Launched));
         if (!TryRead(timeout - deadline.Elapsed, cancel, out type, out payload)) return false;
         if (type == AgentProtocol.Failed)
         {
@@ -241,6 +241,21 @@ public sealed class AgentConnection : IDisposable
                     exiting = true;
                     sink.OnProgramExit();
                     break;
+                case AgentProtocol.Problem:
+                {
+                    AgentProblem problem = AgentProtocol.ParseProblem(p);
+                    sink.OnProblem(problem with { Timestamp = problem.Timestamp + _clockOffset });
+                    break;
+                }
+                case AgentProtocol.Sync:
+                {
+                    // a thread of the program waits for this answer (bounded): answer once the
+                    // sink has done what needs the process alive
+                    uint sequence = AgentProtocol.ParseSync(p);
+                    try { sink.OnHeld(); }
+                    finally { TrySend(AgentProtocol.SyncAckRecord(sequence)); }
+                    break;
+                }
                 case AgentProtocol.Bye:
                 {
                     uint reason = p.Length >= 4 ? BinaryPrimitives.ReadUInt32LittleEndian(p) : 0;

@@ -174,8 +174,8 @@ public sealed class AgentEngine : IAllocationEventSource
 }
 
 /// <summary>Turns the agent's reports into the pipeline's per-stack calls: stacks, first expiries
-/// (for the real-time report), absolute counters (estimates when sampling), totals; warns once per
-/// fork (children are not traced) and when the agent's stack table is full.</summary>
+/// (for the real-time report), absolute counters (estimates when sampling), totals, bad frees;
+/// warns once per fork (children are not traced) and when the agent's stack table is full.</summary>
 internal sealed class AgentPipelineAdapter : IAgentEventSink
 {
     private readonly IStackCounterSink _sink;
@@ -231,4 +231,16 @@ internal sealed class AgentPipelineAdapter : IAgentEventSink
     }
 
     public void OnProgramExit() => _exiting();
+
+    public void OnProblem(in AgentProblem p)
+    {
+        if (_sink is not IFreeProblemSink problems) return;
+        bool twice = p.Kind == AllocationProblemKind.DoubleFree;
+        problems.OnProblem(new FreeProblem(p.Kind, p.Address, p.StackId, p.ThreadId, p.Timestamp,
+            twice ? p.Size : null, twice && p.AllocationStackId > 0 ? p.AllocationStackId : null, twice && p.FirstFreeStackId > 0 ? p.FirstFreeStackId : null));
+    }
+
+    /// <summary>The process may end right after (a bad free glibc aborts on, or the exit): what is
+    /// live is symbolized now, as at the exit.</summary>
+    public void OnHeld() => _exiting();
 }

@@ -15,6 +15,10 @@ public sealed class AgentConfig
     /// <summary>Frames kept per stack, the allocator's entry included (2..128).</summary>
     public int Depth { get; set; } = 32;
 
+    /// <summary>Judge every free (double and invalid frees become problems). Asked of an agent
+    /// that traces from the start (launch mode) without sampling only; each free then has its stack.</summary>
+    public bool CheckFrees { get; set; } = true;
+
     /// <summary>A tick that keeps expiry timely without scanning too often: a tenth of the
     /// expiry, between 20 ms and 1 s.</summary>
     public static long TickFor(long expireNanoseconds) => Math.Clamp(expireNanoseconds / 10, 20_000_000, 1_000_000_000);
@@ -37,6 +41,13 @@ public sealed record AgentReady(int HookedSlots, int ForeignSlots, uint Function
 /// <summary>A block that outlived the expiry: its stack, size, allocation time (the controller's
 /// CLOCK_MONOTONIC in ns) and address. Sampled blocks stand for more than themselves.</summary>
 public readonly record struct AgentExpiry(int StackId, bool Sampled, long Size, long Timestamp, ulong Address);
+
+/// <summary>A bad free the agent saw (checked frees): a free, realloc, reallocarray or cfree
+/// (<see cref="Function"/>) of a pointer that was not live. <see cref="Size"/>,
+/// <see cref="AllocationStackId"/> and <see cref="FirstFreeStackId"/> are those of the block freed
+/// before (double free; 0 when unknown); <see cref="Timestamp"/> is the controller's CLOCK_MONOTONIC in ns.</summary>
+public readonly record struct AgentProblem(AllocationProblemKind Kind, int ThreadId, ulong Address, long Size, long Timestamp,
+    int StackId, int AllocationStackId, int FirstFreeStackId, string Function);
 
 /// <summary>Absolute counters of one stack since the session began (the agent sends them when they
 /// change). With sampling the plain counts are of the sampled blocks; the Estimated ones scale each
@@ -90,4 +101,12 @@ public interface IAgentEventSink
     /// <summary>The program is exiting: the counters that follow are final, and their live blocks
     /// were never freed.</summary>
     void OnProgramExit();
+
+    /// <summary>A bad free (checked frees), before it reaches the allocator; its stacks came before it.</summary>
+    void OnProblem(in AgentProblem problem);
+
+    /// <summary>A thread of the program is held until this returns: after a bad free (the allocator
+    /// may abort the process once it goes on) or at the exit, with the counters just sent. What
+    /// needs the live process (its memory map, to symbolize) must happen now.</summary>
+    void OnHeld();
 }

@@ -13,11 +13,14 @@ internal static class AgentProtocol
     public const int HeaderSize = 8;
 
     // agent -> controller
-    public const ushort Hello = 1, Ready = 2, Failed = 3, Stack = 4, Counters = 5, Expired = 6, Stats = 7, Exit = 8, Bye = 9, Message = 10;
+    public const ushort Hello = 1, Ready = 2, Failed = 3, Stack = 4, Counters = 5, Expired = 6, Stats = 7, Exit = 8, Bye = 9, Message = 10,
+        Problem = 11, Sync = 12;
     // controller -> agent
-    public const ushort Config = 64, Flush = 65, Detach = 66;
+    public const ushort Config = 64, Flush = 65, Detach = 66, SyncAck = 67;
 
     public const uint HelloLaunch = 1;
+    public const uint ConfigCheckFrees = 1;
+    public const uint ProblemDoubleFree = 1, ProblemInvalidFree = 2;
     public const uint ByeDetached = 1, ByeExit = 2;
     public const uint BlockSampled = 2;
 
@@ -27,6 +30,8 @@ internal static class AgentProtocol
     public const int CounterSize = 8 + 16 * 8;
     public const int ExpiredSize = 8 + 8 + 8 + 8;
     public const int StatsSize = 12 * 8;
+    public const int ProblemSize = 4 + 4 + 8 + 8 + 8 + 4 * 4;
+    public const int SyncSize = 8;
 
     /// <summary>The names of the allocator functions, in the agent's enum order (bits of <see cref="AgentReady.Functions"/>).</summary>
     public static readonly string[] FunctionNames =
@@ -44,15 +49,49 @@ internal static class AgentProtocol
         return b;
     }
 
-    public static byte[] ConfigRecord(AgentConfig c)
+    /// <summary>CONFIG; checked frees are asked for only of an agent that traces from the start
+    /// (<paramref name="launched"/>) without sampling.</summary>
+    public static byte[] ConfigRecord(AgentConfig c, bool launched)
     {
         Span<byte> p = stackalloc byte[ConfigSize];
         BinaryPrimitives.WriteUInt64LittleEndian(p, (ulong)Math.Max(0, c.ExpireNanoseconds));
         BinaryPrimitives.WriteUInt64LittleEndian(p[8..], (ulong)Math.Max(0, c.SampleInterval));
         BinaryPrimitives.WriteUInt64LittleEndian(p[16..], (ulong)Math.Max(0, c.TickNanoseconds));
         BinaryPrimitives.WriteUInt32LittleEndian(p[24..], (uint)c.Depth);
-        BinaryPrimitives.WriteUInt32LittleEndian(p[28..], 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(p[28..], c.CheckFrees && launched && c.SampleInterval == 0 ? ConfigCheckFrees : 0);
         return Record(Config, p);
+    }
+
+    public static byte[] SyncAckRecord(uint sequence)
+    {
+        Span<byte> p = stackalloc byte[SyncSize];
+        BinaryPrimitives.WriteUInt32LittleEndian(p, sequence);
+        BinaryPrimitives.WriteUInt32LittleEndian(p[4..], 0);
+        return Record(SyncAck, p);
+    }
+
+    public static uint ParseSync(ReadOnlySpan<byte> p)
+    {
+        if (p.Length < 4) throw Malformed("SYNC");
+        return BinaryPrimitives.ReadUInt32LittleEndian(p);
+    }
+
+    public static AgentProblem ParseProblem(ReadOnlySpan<byte> p)
+    {
+        if (p.Length < ProblemSize) throw Malformed("PROBLEM");
+        uint kind = BinaryPrimitives.ReadUInt32LittleEndian(p);
+        if (kind is not (ProblemDoubleFree or ProblemInvalidFree)) throw Malformed("PROBLEM");
+        int function = (int)BinaryPrimitives.ReadUInt32LittleEndian(p[44..]);
+        return new AgentProblem(
+            kind == ProblemDoubleFree ? AllocationProblemKind.DoubleFree : AllocationProblemKind.InvalidFree,
+            (int)BinaryPrimitives.ReadUInt32LittleEndian(p[4..]),
+            BinaryPrimitives.ReadUInt64LittleEndian(p[8..]),
+            (long)BinaryPrimitives.ReadUInt64LittleEndian(p[16..]),
+            (long)BinaryPrimitives.ReadUInt64LittleEndian(p[24..]),
+            (int)BinaryPrimitives.ReadUInt32LittleEndian(p[32..]),
+            (int)BinaryPrimitives.ReadUInt32LittleEndian(p[36..]),
+            (int)BinaryPrimitives.ReadUInt32LittleEndian(p[40..]),
+            function >= 0 && function < FunctionNames.Length ? FunctionNames[function] : "?");
     }
 
     public static AgentHello ParseHello(ReadOnlySpan<byte> p)

@@ -1,7 +1,7 @@
 namespace LeakTools.Core.Tracing.Agent;
 
 /// <summary>Keeps what an agent session reported, plain data: each stack's addresses and latest
-/// counters, the first expiry per stack, every expired block, the latest totals.</summary>
+/// counters, the first expiry per stack, every expired block, the latest totals, bad frees.</summary>
 public sealed class AgentRecorder : IAgentEventSink
 {
     private readonly object _lock = new();
@@ -13,6 +13,10 @@ public sealed class AgentRecorder : IAgentEventSink
     public List<AgentExpiry> Expired { get; } = new();
     public AgentStats? Stats { get; private set; }
     public bool ProgramExited { get; private set; }
+    /// <summary>Bad frees (checked frees), in order.</summary>
+    public List<AgentProblem> Problems { get; } = new();
+    /// <summary>How many times the agent held a thread for the controller (SYNC).</summary>
+    public int Holds { get; private set; }
 
     /// <summary>Called (on the session's thread) when a stack expires for the first time.</summary>
     public Action<int>? StackFirstExpired { get; set; }
@@ -48,5 +52,15 @@ public sealed class AgentRecorder : IAgentEventSink
     public void OnProgramExit()
     {
         lock (_lock) ProgramExited = true;
+    }
+
+    public void OnProblem(in AgentProblem problem)
+    {
+        lock (_lock) Problems.Add(problem);
+    }
+
+    public void OnHeld()
+    {
+        lock (_lock) Holds++;
     }
 }

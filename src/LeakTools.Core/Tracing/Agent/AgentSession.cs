@@ -14,6 +14,11 @@ public sealed class AgentSessionOptions
 
     public int Depth { get; set; } = 32;
 
+    /// <summary>Launch mode without sampling: judge every free, so double and invalid frees are
+    /// reported (each free then costs an unwind). Attach mode never checks: frees of blocks
+    /// allocated before the attach are normal there.</summary>
+    public bool CheckFrees { get; set; } = true;
+
     /// <summary>How often the agent reports; default a tenth of the expiry (20 ms .. 1 s).</summary>
     public TimeSpan? Tick { get; set; }
 
@@ -40,6 +45,7 @@ public sealed class AgentSessionOptions
             SampleInterval = Math.Max(0, SampleInterval),
             TickNanoseconds = Tick is TimeSpan t ? t.Ticks * 100 : AgentConfig.TickFor(expire),
             Depth = Math.Clamp(Depth, 2, 128),
+            CheckFrees = CheckFrees,
         };
     }
 }
