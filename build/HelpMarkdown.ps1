@@ -54,7 +54,7 @@ function Read-HelpMarkdown([string] $Path) {
                 foreach ($l in $text) {
                     if ($l -match '^\s*```') {
                         if (-not $inBlock -and -not $firstBlockDone) { $inBlock = $true; $target = $code; continue }
-                        if ($inBlock -and $target -eq $code) { $inBlock = $false; $firstBlockDone = $true; $target = $remarks; continue }
+                        if ($inBlock -and [object]::ReferenceEquals($target, $code)) { $inBlock = $false; $firstBlockDone = $true; $target = $remarks; continue }
                     }
                     $target.Add($l)
                 }

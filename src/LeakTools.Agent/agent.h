@@ -206,6 +206,27 @@ LT_HIDDEN void lt_live_clear(void);
 LT_HIDDEN void lt_live_stats(uint64_t *blocks, uint64_t *bytes);
 LT_HIDDEN void lt_live_reset_locks(void);
 
+/* ---- what a reader of a core needs (coreinfo.c) ---- */
+/* A field of a struct as the compiler laid it out. */
+struct lt_core_field {
+    uint32_t offset;
+    uint32_t size;
+};
+/* Where the live table's shards are and how a shard is laid out (defined in live.c, beside the
+ * private struct shard). Writable on purpose: .data is in every core, .rodata is not. */
+struct lt_core_live {
+    const void *shards;             /* shard 0 */
+    uint32_t shard_count;
+    uint32_t shard_size;            /* stride of the array */
+    struct lt_core_field capacity;  /* slots in `entries` (a power of two, or 0) */
+    struct lt_core_field count;     /* blocks in the shard */
+    struct lt_core_field entries;   /* pointer to `capacity` struct lt_block; ptr 0 = empty slot */
+};
+extern LT_HIDDEN struct lt_core_live lt_core_live;
+/* The stack records (stacks.c): records[id] for id 1..count. */
+extern LT_HIDDEN struct lt_stack *_Atomic *s_records;
+extern LT_HIDDEN _Atomic uint32_t s_count;
+
 /* ---- sampling weights ---- */
 LT_HIDDEN uint64_t lt_sample_weight_x1024(uint64_t size);  /* 1024 / P(sampled | size) */
 

@@ -21,7 +21,7 @@ $sources = Get-ChildItem $PSScriptRoot -Filter '*.c' | Sort-Object Name | ForEac
 $output = Join-Path $OutputPath 'libleaktools-agent.so'
 $flags = @(
     '-std=gnu11', '-O2', '-g', '-fPIC', '-shared', '-Wall', '-Wextra', '-Werror'
-    '-fvisibility=hidden'            # only leaktools_agent_start and leaktools_agent_abi are exported
+    '-fvisibility=hidden'            # only leaktools_agent_start, leaktools_agent_abi and leaktools_agent_coreinfo are exported
     '-ftls-model=initial-exec'       # no __tls_get_addr (it may allocate) inside hooks
     '-fno-omit-frame-pointer'        # hooks find their caller's frame through it
     '-fno-stack-protector', '-U_FORTIFY_SOURCE'

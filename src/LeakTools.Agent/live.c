@@ -239,3 +239,11 @@ void lt_live_reset_locks(void)
 {
     for (uint32_t k = 0; k < SHARDS; k++) atomic_store(&s_shards[k].lock.v, 0);
 }
+
+/* For readers of a core (coreinfo.c): the shards and their layout, as this compiler laid them out. */
+struct lt_core_live lt_core_live = {
+    s_shards, SHARDS, sizeof(struct shard),
+    { offsetof(struct shard, capacity), sizeof(((struct shard *)0)->capacity) },
+    { offsetof(struct shard, count), sizeof(((struct shard *)0)->count) },
+    { offsetof(struct shard, e), sizeof(((struct shard *)0)->e) },
+};

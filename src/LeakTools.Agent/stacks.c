@@ -22,9 +22,9 @@ struct counter_chunk {
 };
 
 static _Atomic uint32_t *s_index;
-static struct lt_stack *_Atomic *s_records;
+struct lt_stack *_Atomic *s_records;    /* not static: coreinfo.c points readers of a core at it */
 static struct counter_chunk *_Atomic s_chunks[CHUNKS];
-static _Atomic uint32_t s_count;
+_Atomic uint32_t s_count;
 static _Atomic uint32_t s_next_stripe;
 static __thread uint32_t t_stripe __attribute__((tls_model("initial-exec")));
 static lt_lock s_insert_lock;

@@ -21,15 +21,12 @@ internal sealed class BlockDescriber
     private readonly Dictionary<string, VtableIndex?> _modules = new(StringComparer.Ordinal);
     private readonly Dictionary<ulong, string?> _names = new();
 
-    public BlockDescriber(CoreMemory memory, SymbolCache symbols, string? executableOverride)
+    /// <param name="mappings">The core's file mappings (<see cref="CoreModules.Mappings"/>).</param>
+    public BlockDescriber(CoreMemory memory, SymbolCache symbols, IEnumerable<ModuleMapping> mappings)
     {
         _memory = memory;
         _symbols = symbols;
-        string? exe = memory.Core.Executable;
-        _mappings = memory.Core.Files
-            .Select(f => new ModuleMapping(f.Start, f.End, f.FileOffset, f.Path,
-                executableOverride is not null && f.Path == exe ? executableOverride : null))
-            .OrderBy(m => m.Start).ToArray();
+        _mappings = mappings.OrderBy(m => m.Start).ToArray();
         _starts = _mappings.Select(m => m.Start).ToArray();
     }
 

@@ -1,17 +1,20 @@
 using System.Diagnostics;
 using LeakTools.Core.Dumps;
 using LeakTools.Core.Symbols;
+using LeakTools.Core.Tracing;
 
 namespace LeakTools.Core.Heap;
 
-/// <summary>Where leaked blocks were allocated: a table an allocation tracer kept in the process
-/// (the in-process agent of Watch-Allocation -Engine Agent), read back from the same core. No
-/// implementation ships yet; <see cref="LeakedAllocation.Frames"/> stays null without one.</summary>
+/// <summary>Where leaked blocks were allocated: a table an allocation tracer kept in the process,
+/// read back from the same core. Find-LeakedAllocation reads the in-process agent's live table
+/// (Watch-Allocation -Engine Agent) by itself when the core holds one; this interface lets a
+/// caller supply another.</summary>
 public interface IAllocationSiteSource
 {
     /// <summary>The call stack (innermost first) of the allocation that returned
-    /// <paramref name="blockAddress"/>, or null when the table does not know the block.</summary>
-    IReadOnlyList<StackFrame>? Find(ulong blockAddress);
+    /// <paramref name="blockAddress"/>, a block of <paramref name="usableSize"/> usable bytes, or
+    /// null when the table does not know the block.</summary>
+    IReadOnlyList<StackFrame>? Find(ulong blockAddress, long usableSize);
 }
 
 public sealed class HeapAnalysisOptions
@@ -22,6 +25,7 @@ public sealed class HeapAnalysisOptions
     /// <summary>Symbol cache (libc's debug symbols, vtables); default <see cref="SymbolCache.Shared"/>.</summary>
     public SymbolCache? Symbols { get; init; }
 
+    /// <summary>Where blocks were allocated; default: the in-process agent's live table when the core holds one.</summary>
     public IAllocationSiteSource? AllocationSites { get; init; }
 
     /// <summary>What the output's Core property says (null when the core will be removed); default the path read.</summary>
@@ -46,6 +50,10 @@ public sealed class HeapScanStatistics
     public TimeSpan WalkTime { get; set; }
     public TimeSpan ScanTime { get; set; }
     public string LibcSymbols { get; set; } = "";
+    /// <summary>Where allocation sites came from, or why there are none (null: no tracer in the core).</summary>
+    public string? AllocationSites { get; set; }
+    /// <summary>Leaked blocks given an allocation site.</summary>
+    public int LeaksWithSites { get; set; }
 }
 
 /// <summary>A core's glibc heap, read once: <see cref="Summarize"/> gives Get-HeapSummary's rows,
@@ -187,8 +195,14 @@ public sealed class CoreHeapAnalysis : IDisposable
     {
         var time = Stopwatch.StartNew();
         HeapBlocks blocks = HeapBlocks.From(_heap);
-        HeapReachability reach = HeapReachability.Run(_memory, _heap, blocks, Warnings, cancel);
-        var describer = new BlockDescriber(_memory, _options.Symbols ?? SymbolCache.Shared, _options.ExecutablePath);
+        SymbolCache symbols = _options.Symbols ?? SymbolCache.Shared;
+        List<ModuleMapping> mappings = CoreModules.Mappings(_core, _options.ExecutablePath);
+        // The agent's tables hold every tracked block's address: read them, and keep them out of the roots.
+        AgentAllocationSites.Reading agent = AgentAllocationSites.Read(_memory, mappings, symbols, _libc.Path);
+        IAllocationSiteSource? sites = _options.AllocationSites ?? agent.Sites;
+        Statistics.AllocationSites = _options.AllocationSites is not null ? "Allocation sites from the caller's source." : agent.Note;
+        HeapReachability reach = HeapReachability.Run(_memory, _heap, blocks, Warnings, cancel, agent.NotRoots);
+        var describer = new BlockDescriber(_memory, symbols, mappings);
         var leaks = new List<LeakedAllocation>();
         Span<byte> head = stackalloc byte[BlockDescriber.PreviewBytes];
         for (int b = 0; b < blocks.Count; b++)
@@ -199,7 +213,11 @@ public sealed class CoreHeapAnalysis : IDisposable
             ulong address = blocks.Start(b);
             int n = _memory.Read(address, head[..(int)Math.Min(head.Length, blocks.Size(b))]);
             ulong first = n >= 8 ? BitConverter.ToUInt64(head) : 0;
-            IReadOnlyList<StackFrame>? frames = _options.AllocationSites?.Find(address);
+            StackFrame[]? frames = sites?.Find(address, blocks.Size(b))?.ToArray();
+            (string? function, string? location) = frames is null ? (null, null)
+                : sites is AgentAllocationSites agentSites ? agentSites.Caller(frames)
+                : AllocationPipeline.Caller(frames, f => AllocatorFunctions.IsRuntimeFrame(f, _libc.Path, 0));
+            if (frames is not null) Statistics.LeaksWithSites++;
             leaks.Add(new LeakedAllocation
             {
                 Address = address,
@@ -210,7 +228,9 @@ public sealed class CoreHeapAnalysis : IDisposable
                 TypeName = describer.TypeName(first),
                 Preview = BlockDescriber.Preview(head[..n]),
                 ReferencedBy = refs,
-                Frames = frames?.ToArray(),
+                Function = function,
+                Location = location,
+                Frames = frames,
                 ProcessId = ProcessId,
                 Core = _coreLabel,
             });

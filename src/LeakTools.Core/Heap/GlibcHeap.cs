@@ -131,6 +131,11 @@ internal sealed class GlibcHeap
             _memory.TryU32(a + GlibcLayout.ArenaFlags, out uint flags);
             arena.Flags = flags;
             Arenas.Add(arena);
+            // main_arena's top, bins and fastbins point at chunk headers, and a chunk's header
+            // (its prev_size word) is the last 8 usable bytes of the block before it: as a root,
+            // main_arena would keep alive a leaked block just below top or a binned chunk. The other
+            // arenas' malloc_state lies in their first heap's header, claimed with it.
+            if (arena.IsMain) _claimed.Add((a, a + GlibcLayout.ArenaSize));
             if (arena.IsMain) WalkMainArena(arena, sbrkBase);
             else WalkThreadArena(arena, heapMax);
             a = U64(a + GlibcLayout.ArenaNext);

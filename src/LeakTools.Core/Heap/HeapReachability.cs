@@ -41,10 +41,13 @@ internal sealed unsafe class HeapReachability
     /// <summary>Writable memory outside the heap that the core does not hold (coredump_filter, truncation).</summary>
     public long MissingRootBytes { get; private set; }
 
-    public static HeapReachability Run(CoreMemory memory, GlibcHeap heap, HeapBlocks blocks, List<string> warnings, CancellationToken cancel)
+    /// <param name="notRoots">Memory that holds block addresses without keeping the blocks alive
+    /// (an allocation tracer's own tables), left out of the roots.</param>
+    public static HeapReachability Run(CoreMemory memory, GlibcHeap heap, HeapBlocks blocks, List<string> warnings, CancellationToken cancel,
+        IReadOnlyList<(ulong Lo, ulong Hi)>? notRoots = null)
     {
         var r = new HeapReachability(memory, blocks);
-        r.MarkFromRoots(heap, cancel);
+        r.MarkFromRoots(heap, notRoots ?? Array.Empty<(ulong, ulong)>(), cancel);
         r.CountLeakedReferences(cancel);
         if (r.MissingRootBytes > 0)
         {
@@ -135,7 +138,7 @@ internal sealed unsafe class HeapReachability
         else LeakedBlockBytes += scanned;
     }
 
-    private void MarkFromRoots(GlibcHeap heap, CancellationToken cancel)
+    private void MarkFromRoots(GlibcHeap heap, IReadOnlyList<(ulong Lo, ulong Hi)> notRoots, CancellationToken cancel)
     {
         var hits = new MarkHits { Owner = this };
         // Blocks whose state is in doubt are taken as reached: never reported, and what they point to lives.
@@ -159,6 +162,7 @@ internal sealed unsafe class HeapReachability
 
         // Memory: everything the core holds except the heap's own chunks and the dead part of each stack.
         var excluded = new List<(ulong Lo, ulong Hi)>(heap.Claimed);
+        excluded.AddRange(notRoots);
         ulong? initialStack = _memory.Core.AuxvValue(25 /* AT_RANDOM: 16 bytes on the initial stack */);
         foreach (CoreThread t in _memory.Core.Threads)
         {
@@ -193,7 +197,7 @@ internal sealed unsafe class HeapReachability
             }
             if (s.Writable && (ulong)present < s.MemorySize)
             {
-                foreach (var (lo, hi) in GlibcHeap.Unclaimed(heap.Claimed, end, s.End)) MissingRootBytes += (long)(hi - lo);
+                foreach (var (lo, hi) in GlibcHeap.Unclaimed(merged, end, s.End)) MissingRootBytes += (long)(hi - lo);
             }
         }
         Drain(ref hits, cancel);

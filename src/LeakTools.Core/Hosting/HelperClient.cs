@@ -21,7 +21,7 @@ public sealed unsafe class HelperClient : IDisposable
     private readonly StreamWriter _requests;
     private readonly ConcurrentDictionary<int, BlockingCollection<HelperReply>> _pending = new();
     private static readonly object s_sharedLock = new();
-    private static HelperClient? s_shared;
+    private static readonly List<HelperClient> s_shared = new();
     private volatile bool _closed;
     private readonly StringBuilder _diagnostics = new();
     private readonly Thread _replyReader;
@@ -50,28 +50,36 @@ public sealed unsafe class HelperClient : IDisposable
     /// <summary>How the helper was started (for -Verbose).</summary>
     public string Launch { get; }
 
-    /// <summary>The helper shared by every cmdlet call of this process, started on first use and
-    /// restarted if it died. It lives until this process ends (its input then closes).</summary>
+    /// <summary>A helper shared by the cmdlet calls of this process, started on first use and
+    /// restarted if it died. A helper runs one command at a time, so while every shared one is busy
+    /// (a Watch-Allocation in another runspace or thread job), another is started and shared too.
+    /// They live until this process ends (their input then closes).</summary>
     public static HelperClient Shared
     {
         get
         {
             lock (s_sharedLock)
             {
-                if (s_shared is null || s_shared._closed)
+                foreach (HelperClient dead in s_shared.Where(h => h._closed).ToList())
                 {
-                    s_shared?.Dispose();
-                    s_shared = Start();
+                    s_shared.Remove(dead);
+                    dead.Dispose();
                 }
-                return s_shared;
+                HelperClient? idle = s_shared.FirstOrDefault(h => h._pending.IsEmpty);
+                if (idle is null)
+                {
+                    idle = Start();
+                    s_shared.Add(idle);
+                }
+                return idle;
             }
         }
     }
 
-    /// <summary>True when a shared helper was already running (the next call will not pay its start).</summary>
+    /// <summary>True when an idle shared helper is running (the next call will not pay a start).</summary>
     public static bool SharedRunning
     {
-        get { lock (s_sharedLock) return s_shared is { _closed: false }; }
+        get { lock (s_sharedLock) return s_shared.Any(h => !h._closed && h._pending.IsEmpty); }
     }
 
     /// <summary>Starts a helper host.</summary>

@@ -36,8 +36,16 @@ public sealed class LeakedAllocation
     /// <summary>How many other leaked blocks point into this one.</summary>
     public int ReferencedBy { get; set; }
 
-    /// <summary>Where it was allocated, when an allocation tracer's table was in the process
-    /// (Watch-Allocation -Engine Agent); null otherwise.</summary>
+    /// <summary>The code that allocated it: the first function of <see cref="Frames"/> outside the
+    /// allocator, the C library and operator new (as Watch-Allocation's Function); null without Frames.</summary>
+    public string? Function { get; set; }
+
+    /// <summary>file:line of <see cref="Function"/>'s frame, when its module has line information.</summary>
+    public string? Location { get; set; }
+
+    /// <summary>Where it was allocated, innermost first (the allocator's entry, then each caller),
+    /// when the in-process agent of Watch-Allocation -Engine Agent was tracking the process with a
+    /// session active as the core was taken and had seen this block allocated; null otherwise.</summary>
     public StackFrame[]? Frames { get; set; }
 
     /// <summary>The chunk holding the block, header included.</summary>

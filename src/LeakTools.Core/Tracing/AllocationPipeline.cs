@@ -253,12 +253,16 @@ public sealed class AllocationPipeline : IAllocationEventSink, IStackCounterSink
     }
 
     /// <summary>The first frame outside the allocator, the C library and operator new/delete.</summary>
-    public (string? Function, string? Location) Caller(StackFrame[] frames)
+    public (string? Function, string? Location) Caller(StackFrame[] frames) => Caller(frames, _isRuntimeFrame);
+
+    /// <summary>The first frame <paramref name="isRuntimeFrame"/> does not claim that is not operator
+    /// new/delete (else the outermost named one), as a stack's Function and file:line Location.</summary>
+    public static (string? Function, string? Location) Caller(StackFrame[] frames, Func<StackFrame, bool> isRuntimeFrame)
     {
         StackFrame? chosen = null;
         foreach (StackFrame f in frames)
         {
-            if (_isRuntimeFrame(f)) continue;
+            if (isRuntimeFrame(f)) continue;
             if (f.Function is { } fn && (fn.StartsWith("operator new", StringComparison.Ordinal) || fn.StartsWith("operator delete", StringComparison.Ordinal))) continue;
             chosen = f;
             break;

@@ -18,6 +18,7 @@ public sealed class FindLeakedAllocationCommand : CoreHeapCommandBase
         List<LeakedAllocation> leaks = analysis.FindLeaks(Kind == LeakedAllocationKind.Unreferenced, Cancel);
         HeapScanStatistics s = analysis.Statistics;
         WriteVerbose($"{s.Blocks:N0} blocks; {s.Leaked:N0} leaked; scanned {s.RootBytes:N0} bytes of roots and {s.ScannedBlockBytes:N0} bytes of blocks in {s.ScanTime.TotalMilliseconds:0} ms.");
+        if (s.AllocationSites is not null) WriteVerbose($"{s.AllocationSites} {s.LeaksWithSites:N0} of the leaked blocks have one.");
         foreach (LeakedAllocation leak in leaks) WriteObject(leak);
     }
 }

@@ -64,7 +64,11 @@ internal sealed unsafe class AgentTestTarget : IDisposable
         return t;
     }
 
-    public static (AgentSession Session, AgentTestTarget Target) Launch(AgentSessionOptions options, params string[] args)
+    public static (AgentSession Session, AgentTestTarget Target) Launch(AgentSessionOptions options, params string[] args) =>
+        LaunchProgram(Workload, options, args);
+
+    /// <summary>Launches <paramref name="program"/> (a fixture that speaks the same READY/OK protocol) with the agent preloaded.</summary>
+    public static (AgentSession Session, AgentTestTarget Target) LaunchProgram(string program, AgentSessionOptions options, params string[] args)
     {
         var (inRead, inWrite) = Interop.Spawn.Pipe();
         var (outRead, outWrite) = Interop.Spawn.Pipe();
@@ -73,7 +77,7 @@ internal sealed unsafe class AgentTestTarget : IDisposable
         {
             session = AgentSession.Launch(new AgentLaunchSpec
             {
-                Program = Workload,
+                Program = program,
                 Arguments = args,
                 Descriptors = new Dictionary<int, int> { [0] = inRead, [1] = outWrite },
             }, options, CancellationToken.None);
