@@ -161,7 +161,7 @@ internal sealed class AgentAllocationSites : IAllocationSiteSource
             reading.NotRoots.Add((filter, filter + d.FilterBytes));
         Block[] blocks = ReadLiveTable(memory, d, reading.NotRoots, out int badShards);
         var symbolizer = new ProcessSymbolizer(mappings, symbols);
-        bool IsRuntime(StackFrame f) => f.Module == module || AllocatorFunctions.IsRuntimeFrame(f, libcPath, 0);
+        bool IsRuntime(StackFrame f) => f.Module == module || AllocatorFunctions.IsRuntimeFrame(f, libcPath, executable: null);
         var sites = new AgentAllocationSites(memory, symbolizer, IsRuntime, d, blocks, records, stackCount);
         reading.Note = $"Allocation sites from the agent's live table ({module}): {blocks.Length:N0} blocks, {stackCount:N0} stacks" +
                        (badShards > 0 ? $"; {badShards} shard(s) could not be read" : "") + ".";

@@ -216,7 +216,7 @@ public sealed class CoreHeapAnalysis : IDisposable
             StackFrame[]? frames = sites?.Find(address, blocks.Size(b))?.ToArray();
             (string? function, string? location) = frames is null ? (null, null)
                 : sites is AgentAllocationSites agentSites ? agentSites.Caller(frames)
-                : AllocationPipeline.Caller(frames, f => AllocatorFunctions.IsRuntimeFrame(f, _libc.Path, 0));
+                : AllocationPipeline.Caller(frames, f => AllocatorFunctions.IsRuntimeFrame(f, _libc.Path, executable: null));
             if (frames is not null) Statistics.LeaksWithSites++;
             leaks.Add(new LeakedAllocation
             {
