@@ -5,7 +5,7 @@ using Microsoft.Win32.SafeHandles;
 namespace LeakTools.Core.Dumps;
 
 /// <summary>A stretch of the core file itself, mapped shared and faulted in for writing
-/// (fallocate + MADV_POPULATE_WRITE, or a touch per page on kernels before 5.14) before the target
+/// (MADV_POPULATE_WRITE on the sparse file, or fallocate + a touch per page on kernels before 5.14) before the target
 /// stops. The copy while it is stopped then lands straight in the page cache: no second copy and
 /// no write() after resuming. Measured on a 290 MiB heap: populate ~60-100 ms, copy ~33 ms, finish
 /// ~7 ms, against 100-700 ms for writing an anonymous buffer out after resuming.</summary>
@@ -23,20 +23,30 @@ internal sealed unsafe class MappedCoreArea : IDisposable
         _length = ElfCore.AlignUp(Math.Max(length, ElfCore.PageSize), ElfCore.PageSize);
         int fd = (int)file.DangerousGetHandle();
         RandomAccess.SetLength(file, fileOffset + _length);
-        // Blocks now, not page by page while the target waits; a full disk shows here.
-        bool reserved = LibcMapping.Fallocate(fd, 0, fileOffset, _length) == 0;
-        if (!reserved && Marshal.GetLastPInvokeError() == Errno.ENOSPC)
-            throw new IOException("No space left on device", 28);
         void* p = LibcFiles.Mmap(null, (nuint)_length, LibcFiles.PROT_READ | LibcFiles.PROT_WRITE, LibcMapping.MAP_SHARED, fd, fileOffset);
         if ((nint)p == -1)
             throw new LeakToolsException(FailureKind.SystemError, "MapFailed", $"Cannot map the core file: {Errno.Describe(Marshal.GetLastPInvokeError())}.");
         _base = (byte*)p;
-        if (LibcMapping.Madvise(p, (nuint)_length, LibcMapping.MADV_POPULATE_WRITE) != 0 && reserved)
+        // Fault every page in for writing now, not page by page while the target waits. On the sparse
+        // file first: the filesystem reserves each page's space as it is faulted in (ext4 delalloc,
+        // tmpfs), and a full disk makes the call fail instead of raising SIGBUS later. That is
+        // steadier than populating fallocate'd (unwritten) extents, which measured 50-700 ms for
+        // 330 MiB on ext4 against 75-95 ms sparse.
+        if (LibcMapping.Madvise(p, (nuint)_length, LibcMapping.MADV_POPULATE_WRITE) == 0) return;
+        int populateError = Marshal.GetLastPInvokeError();
+        // Kernels before 5.14 (EINVAL), or the populate failed: reserve the blocks, which also tells a
+        // full disk apart from other failures.
+        bool reserved = LibcMapping.Fallocate(fd, 0, fileOffset, _length) == 0;
+        if (!reserved && Marshal.GetLastPInvokeError() == Errno.ENOSPC)
         {
-            // Kernels before 5.14: touch each page (safe only with the blocks reserved: a store to
-            // a page the filesystem cannot back would raise SIGBUS here).
-            for (long off = 0; off < _length; off += ElfCore.PageSize) _base[off] = 0; // older kernels: fault each page in for writing
+            Dispose();
+            throw new IOException("No space left on device", 28);
         }
+        if (!reserved) return; // no way to fault in safely: the copy faults the pages itself
+        if (populateError != Errno.EINVAL && LibcMapping.Madvise(p, (nuint)_length, LibcMapping.MADV_POPULATE_WRITE) == 0) return;
+        // Touching is safe only with the blocks reserved: a store to a page the filesystem cannot
+        // back would raise SIGBUS here.
+        for (long off = 0; off < _length; off += ElfCore.PageSize) _base[off] = 0;
     }
 
     /// <summary>Where the area starts in the file.</summary>
