@@ -79,6 +79,25 @@ try {
     Get-HeapSummary -Id $daemon.Id | Format-Table | Out-Wide
     Write-Host 'Blocks of 16,392 usable bytes that nothing points to: the 16 KiB session buffers session_close() forgets.'
 
+    Show 'Where were those blocks allocated? Snapshot again while Watch-Allocation''s agent watches: its table is in the core'
+    Write-Host '> $watch = Start-ThreadJob { Watch-Allocation -Id $using:daemon.Id -Expire 1h }; Start-Sleep 2'
+    Write-Host '> Find-LeakedAllocation -Id $daemon.Id | Group-Object Function, Location, Size -NoElement | Sort-Object Count -Descending'
+    $modulePath = $ModulePath
+    $daemonId = $daemon.Id
+    $watch = Start-ThreadJob { Import-Module $using:modulePath; Watch-Allocation -Id $using:daemonId -Expire 1h }
+    try {
+        $deadline = [DateTime]::UtcNow.AddSeconds(20)
+        while (-not (Select-String -Quiet 'libleaktools-agent' "/proc/$daemonId/maps") -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 100 }
+        Start-Sleep 2   # let it leak while the agent watches
+        $sited = Find-LeakedAllocation -Id $daemon.Id
+        $sited | Group-Object Function, Location, Size -NoElement | Sort-Object Count -Descending | Select-Object -First 5 | Format-Table -AutoSize | Out-Wide
+        Write-Host ('{0:N0} of the {1:N0} leaked blocks were allocated while the agent watched, and name their call site; the older ones have no Function.' -f @($sited | Where-Object Function).Count, $sited.Count)
+    }
+    finally {
+        $watch | Stop-Job
+        $watch | Remove-Job -Force
+    }
+
     Show 'Cores on this machine: abrt, systemd-coredump, core_pattern''s folder, and -Path folders'
     Write-Host '> Get-CoreDump -Path $work | Where-Object Name -eq leaky-daemon | Sort-Object Time'
     Get-CoreDump -Path $work | Where-Object Name -eq leaky-daemon | Sort-Object Time | Format-Table | Out-Wide
