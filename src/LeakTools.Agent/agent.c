@@ -53,6 +53,30 @@ LT_EXPORT const uint32_t leaktools_agent_abi = LT_PROTOCOL_VERSION;
 
 static void raw_close(int fd) { if (fd >= 0) lt_syscall3(SYS_close, fd, 0, 0); }
 
+/* The wake-up eventfd is written from any thread (a dlopen, a bad free, exit) while the session may
+ * be ending on the agent thread. A writer announces itself before it reads the descriptor and the
+ * closer waits for writers to leave, so a write never lands on a descriptor number the program has
+ * opened again in the meantime. */
+static _Atomic int s_wake_users;
+
+static void wake_agent(void)
+{
+    atomic_fetch_add(&s_wake_users, 1);
+    int fd = __atomic_load_n(&s_wake, __ATOMIC_SEQ_CST);
+    if (fd >= 0) {
+        uint64_t one = 1;
+        lt_syscall3(SYS_write, fd, &one, 8);
+    }
+    atomic_fetch_sub(&s_wake_users, 1);
+}
+
+static void close_wake(void)
+{
+    int fd = __atomic_exchange_n(&s_wake, -1, __ATOMIC_SEQ_CST);
+    while (atomic_load(&s_wake_users) > 0) lt_syscall3(SYS_sched_yield, 0, 0, 0);
+    raw_close(fd);
+}
+
 static int send_all(int fd, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
@@ -268,8 +292,7 @@ void lt_report_problem(const struct lt_rec_problem *p)
             s_out_failed = 1;
     }
     int seq = atomic_fetch_add(&s_sync_request, 1) + 1;
-    uint64_t one = 1;
-    if (s_wake >= 0) lt_syscall3(SYS_write, s_wake, &one, 8);
+    wake_agent();
     lt_lock_release(&s_send_lock);
     uint64_t deadline = lt_now() + 10000000000ull;
     for (;;) {
@@ -361,8 +384,7 @@ static void unhook(void)
 void lt_notify_dlopen(void)
 {
     atomic_store(&s_dlopen_pending, 1);
-    uint64_t one = 1;
-    if (s_wake >= 0) lt_syscall3(SYS_write, s_wake, &one, 8);
+    wake_agent();
 }
 
 /* Waits for the loader lock: dladdr takes it, so it returns once no dlopen is in progress. */
@@ -528,8 +550,8 @@ static void *agent_main(void *arg)
     }
     lt_lock_take(&s_send_lock);   /* a freeing thread may be writing a PROBLEM */
     raw_close(s_sock);
-    raw_close(s_wake);
-    s_sock = s_wake = -1;
+    s_sock = -1;
+    close_wake();
     lt_lock_release(&s_send_lock);
     s_out_len = 0;
     s_rec_type = 0;
@@ -561,6 +583,7 @@ static void fork_child(void)
         raw_close(s_sock);
         raw_close(s_wake);
         s_sock = s_wake = -1;
+        atomic_store(&s_wake_users, 0);   /* a thread of the parent's may have been waking it */
         atomic_store(&s_state, ST_CHILD);
     }
     t_in_hook--;
@@ -659,7 +682,7 @@ static int start(const char *args, int launch)
     lt_modules_changed();
     lt_detect_shadow_stack();
     s_sock = fd;
-    s_wake = (int)lt_syscall3(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK, 0);
+    __atomic_store_n(&s_wake, (int)lt_syscall3(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK, 0), __ATOMIC_SEQ_CST);
 
     atomic_store(&lt_enabled, 1);
     if (check) adopt_early_heap();
@@ -670,8 +693,9 @@ static int start(const char *args, int launch)
     struct lt_rec_ready ready = { lt_hooked_slots(), lt_foreign_slots(), 0, functions, (uint64_t)(uintptr_t)lt_real[LT_MALLOC] };
     if (!send_record(fd, LT_REC_READY, &ready, sizeof ready)) {
         unhook();
-        raw_close(fd); raw_close(s_wake);
-        s_sock = s_wake = -1;
+        raw_close(fd);
+        s_sock = -1;
+        close_wake();
         atomic_store(&s_state, ST_IDLE);
         return -9;
     }
@@ -691,8 +715,9 @@ static int start(const char *args, int launch)
     if (rc != 0) {
         atomic_store(&s_serving, 0);
         unhook();
-        raw_close(fd); raw_close(s_wake);
-        s_sock = s_wake = -1;
+        raw_close(fd);
+        s_sock = -1;
+        close_wake();
         atomic_store(&s_state, ST_IDLE);
         return -10;
     }
@@ -777,8 +802,7 @@ __attribute__((destructor)) static void agent_fini(void)
     if (atomic_load(&s_state) != ST_ACTIVE) return;
     /* exit(): let the agent thread send the blocks still live (unfreed at exit) */
     atomic_store(&s_exit_requested, 1);
-    uint64_t one = 1;
-    if (s_wake >= 0) lt_syscall3(SYS_write, s_wake, &one, 8);
+    wake_agent();
     uint64_t deadline = lt_now() + 15000000000ull;   /* the agent thread waits at most 10 s for SYNC_ACK */
     while (!atomic_load(&s_exit_done) && lt_now() < deadline) lt_futex_wait(&s_exit_done, 0, 100000000);
 }
