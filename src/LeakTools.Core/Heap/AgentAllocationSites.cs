@@ -81,6 +81,10 @@ internal sealed class AgentAllocationSites : IAllocationSiteSource
 
         /// <summary>One line for -Verbose.</summary>
         public string? Note { get; set; }
+
+        /// <summary>The agent is loaded but its tables cannot be read: the blocks it tracks may be
+        /// held by them and not show as leaked.</summary>
+        public string? Warning { get; set; }
     }
 
     /// <summary>Reads the agent's tables from a core. Never throws for what the core holds: no agent
@@ -100,7 +104,7 @@ internal sealed class AgentAllocationSites : IAllocationSiteSource
             if (chosen is null || (chosen.Sites is null && r.Sites is not null)) chosen = r;
         }
         if (chosen is null) return new Reading();
-        var result = new Reading { Module = chosen.Module, Sites = chosen.Sites, Note = chosen.Note };
+        var result = new Reading { Module = chosen.Module, Sites = chosen.Sites, Note = chosen.Note, Warning = chosen.Sites is null ? chosen.Warning : null };
         result.NotRoots.AddRange(notRoots);
         return result;
     }
@@ -114,6 +118,7 @@ internal sealed class AgentAllocationSites : IAllocationSiteSource
         if (elf is null)
         {
             reading.Note = $"The agent {module} is loaded, but {problem}: no allocation sites, and its memory counts as roots.";
+            reading.Warning = Unreadable(module);
             return reading;
         }
         using (elf)
@@ -138,12 +143,14 @@ internal sealed class AgentAllocationSites : IAllocationSiteSource
         if (descriptor is not ulong at)
         {
             reading.Note = $"The agent {module} has no {DescriptorSymbol} (an older agent): no allocation sites.";
+            reading.Warning = Unreadable(module);
             return reading;
         }
         Descriptor? d = ReadDescriptor(memory, at, out string? why);
         if (d is null)
         {
             reading.Note = $"The agent's descriptor in {module} {why}: no allocation sites.";
+            reading.Warning = Unreadable(module);
             return reading;
         }
         if (!TryField(memory, d.Enabled, d.EnabledSize, out ulong enabled) || enabled == 0)
@@ -219,6 +226,10 @@ internal sealed class AgentAllocationSites : IAllocationSiteSource
 
     /// <summary>struct lt_core_info and struct lt_core_live, checked: magic, version, every field
     /// inside its struct and of a width this reader handles.</summary>
+    private static string Unreadable(string module) =>
+        $"The LeakTools agent {module} is loaded in this process but its tables cannot be read by this LeakTools: blocks it was tracking " +
+        "may be held by its table and not be reported as leaked. Take the core again after Watch-Allocation has ended, or read it with the LeakTools that attached the agent.";
+
     private static Descriptor? ReadDescriptor(CoreMemory memory, ulong at, out string? why)
     {
         byte[] info = new byte[InfoBytes];

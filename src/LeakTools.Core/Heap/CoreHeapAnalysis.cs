@@ -201,6 +201,7 @@ public sealed class CoreHeapAnalysis : IDisposable
         AgentAllocationSites.Reading agent = AgentAllocationSites.Read(_memory, mappings, symbols, _libc.Path);
         IAllocationSiteSource? sites = _options.AllocationSites ?? agent.Sites;
         Statistics.AllocationSites = _options.AllocationSites is not null ? "Allocation sites from the caller's source." : agent.Note;
+        if (agent.Warning is not null) Warnings.Add(agent.Warning);
         HeapReachability reach = HeapReachability.Run(_memory, _heap, blocks, Warnings, cancel, agent.NotRoots);
         var describer = new BlockDescriber(_memory, symbols, mappings);
         var leaks = new List<LeakedAllocation>();
