@@ -173,6 +173,9 @@ LT_HIDDEN int lt_live_remove(uintptr_t ptr, struct lt_block *out);   /* 1 if it 
 /* Sampling: a counting filter of the sampled live blocks, so free() skips the table for others. */
 #define LT_FILTER_BITS 22
 extern LT_HIDDEN _Atomic uint8_t *lt_live_filter;
+#define LT_LIVE_SHARD_BITS 9   /* the live table's shards (live.c) */
+#define LT_FREED_BITS 8        /* freed-cache slots per shard (live.c) */
+extern LT_HIDDEN struct lt_freed *lt_freed_cache;      /* checked frees: recently freed blocks (live.c) */
 static inline uint64_t lt_live_mix(uintptr_t p)
 {
     uint64_t x = (uint64_t)p;

@@ -39,6 +39,9 @@ struct lt_core_info {
     struct lt_core_field record_frames; /* offset of frames[0]; size of one frame */
     const void *filter;               /* lt_live_filter: the pointer to the sampling filter (no addresses in it) */
     uint64_t filter_bytes;
+    /* appended (size 176): the pointer to the freed cache of checked frees (addresses of freed blocks only) */
+    const void *freed;
+    uint64_t freed_bytes;
 };
 
 LT_EXPORT struct lt_core_info leaktools_agent_coreinfo = {
@@ -65,4 +68,6 @@ LT_EXPORT struct lt_core_info leaktools_agent_coreinfo = {
     .record_frames = { offsetof(struct lt_stack, frames), sizeof(uintptr_t) },
     .filter = &lt_live_filter,
     .filter_bytes = 1u << LT_FILTER_BITS,
+    .freed = &lt_freed_cache,
+    .freed_bytes = ((uint64_t)1 << (LT_LIVE_SHARD_BITS + LT_FREED_BITS)) * sizeof(struct lt_freed),
 };

@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-#define SHARD_BITS 9
+#define SHARD_BITS LT_LIVE_SHARD_BITS
 #define SHARDS (1u << SHARD_BITS)
 #define FILTER_BITS LT_FILTER_BITS
 
@@ -30,9 +30,10 @@ _Atomic uint8_t *lt_live_filter;
  * double free of it is reported, or when a later free lands in its slot: k frees later it is still
  * remembered with probability (1 - 1/131072)^k (99% after 1,300 frees, 90% after 13,800, 50%
  * after 90,000). */
-#define FREED_BITS 8
+#define FREED_BITS LT_FREED_BITS
 #define FREED_SLOTS (1u << FREED_BITS)
-static struct lt_freed *s_freed;
+struct lt_freed *lt_freed_cache;   /* also named by the core descriptor (coreinfo.c) */
+#define s_freed lt_freed_cache
 
 static inline struct lt_freed *freed_slot(uint64_t h)
 {

@@ -20,7 +20,8 @@ internal sealed class AgentAllocationSites : IAllocationSiteSource
     public const string DescriptorSymbol = "leaktools_agent_coreinfo";
     private const string Magic = "LeakTools agent";
     private const uint Version = 1;
-    private const int InfoBytes = 160;   // struct lt_core_info of version 1
+    private const int InfoBytes = 160;   // struct lt_core_info of version 1, as first released
+    private const int InfoBytesWithFreed = 176;   // + the freed cache of checked frees (appended)
     private const int LiveBytes = 40;    // struct lt_core_live
 
     private readonly CoreMemory _memory;
@@ -37,7 +38,7 @@ internal sealed class AgentAllocationSites : IAllocationSiteSource
     /// <summary>The fields of struct lt_core_info this reader uses (offsets from the C compiler).</summary>
     private sealed class Descriptor
     {
-        public ulong Enabled, Live, StackRecords, StackCount, Filter, FilterBytes;
+        public ulong Enabled, Live, StackRecords, StackCount, Filter, FilterBytes, Freed, FreedBytes;
         public int EnabledSize, StackCountSize, RecordPointerSize, MaxDepth, BlockSize;
         public (int Offset, int Size) BlockPtr, BlockBytes, BlockStack, RecordId, RecordDepth, RecordFrames;
         // struct lt_core_live
@@ -166,6 +167,9 @@ internal sealed class AgentAllocationSites : IAllocationSiteSource
         // The sampling filter: 4 MiB never written without sampling, so left out of cores; it holds no roots either way.
         if (memory.TryU64(d.Filter, out ulong filter) && filter != 0 && d.FilterBytes is > 0 and < 1UL << 32)
             reading.NotRoots.Add((filter, filter + d.FilterBytes));
+        // The freed cache of checked frees (launch mode): addresses of freed blocks only, mostly never written.
+        if (d.Freed != 0 && memory.TryU64(d.Freed, out ulong freed) && freed != 0 && d.FreedBytes is > 0 and < 1UL << 32)
+            reading.NotRoots.Add((freed, freed + d.FreedBytes));
         Block[] blocks = ReadLiveTable(memory, d, reading.NotRoots, out int badShards);
         var symbolizer = new ProcessSymbolizer(mappings, symbols);
         bool IsRuntime(StackFrame f) => f.Module == module || AllocatorFunctions.IsRuntimeFrame(f, libcPath, executable: null);
@@ -274,6 +278,12 @@ internal sealed class AgentAllocationSites : IAllocationSiteSource
             Filter = U64(i, 144),
             FilterBytes = U64(i, 152),
         };
+        byte[] more = new byte[InfoBytesWithFreed - InfoBytes];
+        if (size >= InfoBytesWithFreed && memory.Read(at + InfoBytes, more) == more.Length)
+        {
+            d.Freed = U64(more, 0);
+            d.FreedBytes = U64(more, 8);
+        }
         byte[] live = new byte[LiveBytes];
         if (memory.Read(d.Live, live) < live.Length)
         {
