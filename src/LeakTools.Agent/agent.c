@@ -557,6 +557,9 @@ static void *agent_main(void *arg)
     s_rec_type = 0;
     s_out_failed = 0;
     atomic_store(&s_state, ST_IDLE);
+    /* an exit() that began while this session was ending saw it active and waits for it: let it go */
+    atomic_store(&s_exit_done, 1);
+    lt_futex_wake(&s_exit_done, 1 << 30);
     return NULL;
 }
 
@@ -708,6 +711,10 @@ static int start(const char *args, int launch)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
+    /* before the thread exists: a session that ends at once must leave IDLE behind, not be overwritten */
+    atomic_store(&s_exit_requested, 0);
+    atomic_store(&s_exit_done, 0);
+    atomic_store(&s_state, ST_ACTIVE);
     atomic_store(&s_serving, 1);
     int rc = pthread_create(&s_thread, &attr, agent_main, NULL);
     pthread_attr_destroy(&attr);
@@ -722,9 +729,6 @@ static int start(const char *args, int launch)
         return -10;
     }
     s_sessions++;
-    atomic_store(&s_exit_requested, 0);
-    atomic_store(&s_exit_done, 0);
-    atomic_store(&s_state, ST_ACTIVE);
     return 0;
 }
 

@@ -119,11 +119,14 @@ public sealed class WatchLiveTests : IDisposable
         string sum = Ask(f, "sum");
         string fork = Ask(f, "fork");
         string tracedSum = "", tracedFork = "";
-        var result = Watch(On(engine, new WatchRequest { Pid = f.Pid, ExpireSeconds = 30, DurationSeconds = 3 }), () =>
+        // The session ends once both ran traced (a -Duration could end first on a loaded machine).
+        using var done = new CancellationTokenSource();
+        var result = Watch(On(engine, new WatchRequest { Pid = f.Pid, ExpireSeconds = 30, DurationSeconds = 120 }), () =>
         {
             tracedSum = Ask(f, "sum");
             tracedFork = Ask(f, "fork");
-        });
+            done.Cancel();
+        }, done.Token);
         Assert.Null(result.Failure);
         Assert.StartsWith("sum ", sum);
         Assert.Equal(sum, tracedSum);
