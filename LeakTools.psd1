@@ -9,17 +9,17 @@
     PowerShellVersion    = '7.4'
     CompatiblePSEditions = @('Core')
     FormatsToProcess     = @(
-        'LeakTools.ProcFs.Format.ps1xml'
-        'LeakTools.StackFrame.Format.ps1xml'
-        'LeakTools.Symbols.Format.ps1xml'
-        'LeakTools.Reports.Format.ps1xml'
-        'LeakTools.Dumps.Format.ps1xml'
-        'LeakTools.Tracing.Format.ps1xml'
-        'LeakTools.Monitoring.Format.ps1xml'
-        'LeakTools.Heap.Format.ps1xml'
+        'module/LeakTools.ProcFs.Format.ps1xml'
+        'module/LeakTools.StackFrame.Format.ps1xml'
+        'module/LeakTools.Symbols.Format.ps1xml'
+        'module/LeakTools.Reports.Format.ps1xml'
+        'module/LeakTools.Dumps.Format.ps1xml'
+        'module/LeakTools.Tracing.Format.ps1xml'
+        'module/LeakTools.Monitoring.Format.ps1xml'
+        'module/LeakTools.Heap.Format.ps1xml'
     )
     TypesToProcess       = @(
-        'LeakTools.Types.ps1xml'
+        'module/LeakTools.Types.ps1xml'
     )
     CmdletsToExport      = @(
         'Get-ProcessPss'
@@ -47,8 +47,10 @@
     AliasesToExport      = @()
     PrivateData          = @{
         PSData = @{
-            Tags       = @('Linux', 'Memory', 'Leak', 'pmap', 'smaps', 'valgrind', 'memleax')
-            LicenseUri = 'https://opensource.org/licenses/MIT'
+            Tags         = @('Linux', 'Memory', 'Leak', 'MemoryLeak', 'pmap', 'smaps', 'valgrind', 'memleax', 'coredump', 'PSEdition_Core')
+            LicenseUri   = 'https://opensource.org/licenses/MIT'
+            ProjectUri   = 'https://github.com/leaktools/leaktools'
+            ReleaseNotes = '0.1.0: first release. Process memory (Pss/Uss, pmap -X), symbolizing, allocation tracing (in-process agent or ptrace), valgrind reports, cores and heap scans, scheduled leak monitors. Linux x64, PowerShell 7.4 to 7.6.'
         }
     }
 }

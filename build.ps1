@@ -6,10 +6,11 @@
     A thin front end over build/Tasks.ps1.
       Build    compile and stage the importable module at out/LeakTools (dlls, formats, types, help)
       Test     Build, Lint, xunit and Pester; prints "N passed, N failed" last; exits non-zero on failure
-      Lint     stand-in for PSScriptAnalyzer: parse, verbs, manifest, OutputType, help and views
+      Lint     PSScriptAnalyzer (-Settings PSGallery) on every script, the staged module and the root
+               manifest; plus parse, verbs, manifests, OutputType, help and views
       Demo     run LeakTools against examples/leaky-daemon.c
       Bench    run the benchmarks under tests/bench and print their ratios
-      Package  zip the staged module into out/
+      Package  pack the staged module into out/LeakTools.<version>.nupkg (Publish-PSResource -NupkgPath)
       Clean    remove out/ and every bin/obj
 .EXAMPLE
     dotnet tool restore && dotnet pwsh ./build.ps1 Test

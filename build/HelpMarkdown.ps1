@@ -1,7 +1,7 @@
 # Reads a cmdlet help page written in platyPS's markdown layout (docs/<Cmdlet>.md) into a
 # structure that New-MamlHelp.ps1 turns into MAML and Lint.ps1 checks against the cmdlet.
 
-function Split-HelpParagraphs([string[]] $Lines) {
+function Split-HelpParagraph([string[]] $Lines) {
     # Paragraphs are separated by blank lines; fenced code blocks stay whole, fences removed.
     $paras = [System.Collections.Generic.List[string]]::new()
     $current = [System.Collections.Generic.List[string]]::new()
@@ -45,8 +45,8 @@ function Read-HelpMarkdown([string] $Path) {
         $buffer.Clear()
         if (-not $section) { return }
         switch ($section) {
-            'SYNOPSIS' { $doc.Synopsis = ((Split-HelpParagraphs $text) -join ' ').Trim() }
-            'DESCRIPTION' { $doc.Description = Split-HelpParagraphs $text }
+            'SYNOPSIS' { $doc.Synopsis = ((Split-HelpParagraph $text) -join ' ').Trim() }
+            'DESCRIPTION' { $doc.Description = Split-HelpParagraph $text }
             'EXAMPLES' {
                 if (-not $sub) { break }
                 $code = [System.Collections.Generic.List[string]]::new(); $remarks = [System.Collections.Generic.List[string]]::new()
@@ -58,17 +58,17 @@ function Read-HelpMarkdown([string] $Path) {
                     }
                     $target.Add($l)
                 }
-                $doc.Examples += [pscustomobject]@{ Title = $sub; Code = ($code -join "`n").Trim(); Remarks = Split-HelpParagraphs $remarks }
+                $doc.Examples += [pscustomobject]@{ Title = $sub; Code = ($code -join "`n").Trim(); Remarks = Split-HelpParagraph $remarks }
             }
             'PARAMETERS' {
                 if (-not $sub) { break }
                 $name = $sub.TrimStart('-')
-                $paras = Split-HelpParagraphs ($text | Where-Object { $_ -notmatch '^(Type|Parameter Sets|Aliases|Required|Position|Default value|Accept pipeline input|Accept wildcard characters|Accepted values):' })
+                $paras = Split-HelpParagraph ($text | Where-Object { $_ -notmatch '^(Type|Parameter Sets|Aliases|Required|Position|Default value|Accept pipeline input|Accept wildcard characters|Accepted values):' })
                 $doc.Parameters[$name] = @($paras | Where-Object { $_ -notmatch '^(yaml)?$' })
             }
-            'INPUTS' { if ($sub) { $doc.Inputs += [pscustomobject]@{ Type = $sub; Description = Split-HelpParagraphs $text } } }
-            'OUTPUTS' { if ($sub) { $doc.Outputs += [pscustomobject]@{ Type = $sub; Description = Split-HelpParagraphs $text } } }
-            'NOTES' { $doc.Notes = Split-HelpParagraphs $text }
+            'INPUTS' { if ($sub) { $doc.Inputs += [pscustomobject]@{ Type = $sub; Description = Split-HelpParagraph $text } } }
+            'OUTPUTS' { if ($sub) { $doc.Outputs += [pscustomobject]@{ Type = $sub; Description = Split-HelpParagraph $text } } }
+            'NOTES' { $doc.Notes = Split-HelpParagraph $text }
             'RELATED LINKS' {
                 foreach ($l in $text) {
                     if ($l -match '\[([^\]]+)\]\(([^)]*)\)') {

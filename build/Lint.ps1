@@ -1,8 +1,9 @@
 <#
 .SYNOPSIS
-    Stand-in for PSScriptAnalyzer (not served here): checks every script parses, every exported
-    cmdlet has an approved verb, [OutputType], a format view for each output type, and a complete
-    help page; the manifest is valid and exports exactly the cmdlets the assembly holds.
+    Lint: checks every script parses, every exported cmdlet has an approved verb, [OutputType], a
+    format view for each output type, and a complete help page; the manifests (staged and repo
+    root) are valid and export exactly the cmdlets the assembly holds; and PSScriptAnalyzer
+    (-Settings PSGallery) finds nothing in any script, the staged module or the root manifest.
 #>
 param(
     [Parameter(Mandatory)] [string] $Root,
@@ -26,8 +27,8 @@ foreach ($file in Get-ChildItem $Root -Recurse -File -Include *.ps1, *.psm1, *.p
 
 # 2. The staged manifest is valid and exports what the assembly has.
 $checks++
-try { $manifest = Test-ModuleManifest -Path $ModulePath -ErrorAction Stop }
-catch { $problems.Add("Test-ModuleManifest: $($_.Exception.Message)"); $manifest = $null }
+try { $null = Test-ModuleManifest -Path $ModulePath -ErrorAction Stop }
+catch { $problems.Add("Test-ModuleManifest: $($_.Exception.Message)") }
 $data = Import-PowerShellDataFile $ModulePath
 foreach ($key in 'CmdletsToExport', 'FormatsToProcess', 'TypesToProcess', 'CompatiblePSEditions', 'PowerShellVersion') {
     if (-not $data.ContainsKey($key)) { $problems.Add("LeakTools.psd1 lacks $key") }
@@ -80,6 +81,38 @@ foreach ($cmd in Get-Command -Module $module.Name -CommandType Cmdlet) {
     $help = Get-Help $name -Full
     if (-not $help.Synopsis -or $help.Synopsis -match '^\s*\S+\s+\[') { $problems.Add("Get-Help $name shows no synopsis (MAML missing?)") }
     if (-not $help.Examples) { $problems.Add("Get-Help $name -Full shows no examples") }
+}
+
+# 4. PSScriptAnalyzer with the gallery's rules on every script, the staged module and the
+#    repo-root manifest; any finding fails. build.ps1 Lint puts ../shared/tools/modules on
+#    PSModulePath; without the analyzer the lint fails and says where it looked.
+$analyzer = Get-Module -ListAvailable PSScriptAnalyzer | Where-Object Version -eq '1.25.0' | Select-Object -First 1
+if (-not $analyzer) {
+    $problems.Add("PSScriptAnalyzer 1.25.0 not found on PSModulePath ($env:PSModulePath). Put it at ../shared/tools/modules/PSScriptAnalyzer/1.25.0 beside the repository (build.ps1 Lint and .ci/run add that folder), or install it.")
+}
+else {
+    Import-Module $analyzer.Path -Force
+    $targets = @(Get-ChildItem $Root -Recurse -File -Include *.ps1, *.psm1, *.psd1 | Where-Object { -not $skip.IsMatch($_.FullName) } | ForEach-Object FullName)
+    $targets += @(Get-ChildItem (Split-Path $ModulePath -Parent) -Recurse -File -Include *.ps1, *.psm1, *.psd1 | ForEach-Object FullName)
+    $findings = 0
+    foreach ($target in $targets) {
+        $checks++
+        foreach ($f in Invoke-ScriptAnalyzer -Path $target -Settings PSGallery) {
+            $findings++
+            $problems.Add("PSScriptAnalyzer $($f.RuleName) ($($f.Severity)) $($f.ScriptPath):$($f.Line): $($f.Message)")
+        }
+    }
+    Write-Host ("  PSScriptAnalyzer {0}: {1} file(s), {2} finding(s)" -f $analyzer.Version, $targets.Count, $findings)
+}
+
+# 5. The repo-root manifest is valid as it stands: every file it names resolves from the repo
+#    (format and types files under module/, staged under the same relative paths). Its RootModule,
+#    LeakTools.dll, is the build's output and exists only in the staged copy checked above.
+$checks++
+$rootManifest = Join-Path $Root 'LeakTools.psd1'
+$null = Test-ModuleManifest -Path $rootManifest -ErrorAction SilentlyContinue -ErrorVariable manifestErrors
+foreach ($e in $manifestErrors | Where-Object { $_.FullyQualifiedErrorId -notlike 'Modules_InvalidRootModuleInModuleManifest,*' }) {
+    $problems.Add("Test-ModuleManifest (repo root): $($e.Exception.Message)")
 }
 
 foreach ($p in $problems) { Write-Host "  LINT: $p" }

@@ -26,7 +26,7 @@ $settings.Encoding = [System.Text.UTF8Encoding]::new($false)
 $null = New-Item -ItemType Directory -Force -Path $OutputPath
 $writer = [System.Xml.XmlWriter]::Create((Join-Path $OutputPath 'LeakTools.dll-Help.xml'), $settings)
 
-function Write-Paras($w, [string[]] $Paras) {
+function Write-Paragraph($w, [string[]] $Paras) {
     $w.WriteStartElement('maml', 'description', $ns.maml)
     foreach ($p in @($Paras)) { $w.WriteElementString('maml', 'para', $ns.maml, $p) }
     $w.WriteEndElement()
@@ -55,7 +55,7 @@ function Write-Parameter($w, $param, $setParam, [string[]] $Description) {
     $w.WriteAttributeString('position', $position)
     $w.WriteAttributeString('aliases', $(if ($param.Aliases.Count) { $param.Aliases -join ', ' } else { 'none' }))
     $w.WriteElementString('maml', 'name', $ns.maml, $param.Name)
-    Write-Paras $w $Description
+    Write-Paragraph $w $Description
     if ($typeName -ne 'SwitchParameter') {
         $w.WriteStartElement('command', 'parameterValue', $ns.command)
         $w.WriteAttributeString('required', 'true')
@@ -87,10 +87,10 @@ foreach ($cmd in Get-Command -Module $module.Name -CommandType Cmdlet | Sort-Obj
     $writer.WriteElementString('command', 'name', $ns.command, $cmd.Name)
     $writer.WriteElementString('command', 'verb', $ns.command, $cmd.Verb)
     $writer.WriteElementString('command', 'noun', $ns.command, $cmd.Noun)
-    Write-Paras $writer @($doc.Synopsis)
+    Write-Paragraph $writer @($doc.Synopsis)
     $writer.WriteEndElement()
 
-    Write-Paras $writer $doc.Description
+    Write-Paragraph $writer $doc.Description
 
     $writer.WriteStartElement('command', 'syntax', $ns.command)
     foreach ($set in $cmd.ParameterSets) {
@@ -98,7 +98,7 @@ foreach ($cmd in Get-Command -Module $module.Name -CommandType Cmdlet | Sort-Obj
         $writer.WriteElementString('maml', 'name', $ns.maml, $cmd.Name)
         foreach ($sp in $set.Parameters | Where-Object { $_.Name -notin $common }) {
             $desc = if ($doc.Parameters.Contains($sp.Name)) { $doc.Parameters[$sp.Name] } else { @() }
-            Write-Parameter $writer $cmd.Parameters[$sp.Name] $sp $desc
+            Write-Parameter -w $writer -param $cmd.Parameters[$sp.Name] -setParam $sp -Description $desc
         }
         $writer.WriteEndElement()
     }
@@ -108,7 +108,7 @@ foreach ($cmd in Get-Command -Module $module.Name -CommandType Cmdlet | Sort-Obj
     foreach ($param in $cmd.Parameters.Values | Where-Object { $_.Name -notin $common }) {
         $desc = if ($doc.Parameters.Contains($param.Name)) { $doc.Parameters[$param.Name] } else { @() }
         $sets = @($param.ParameterSets.Values)
-        Write-Parameter $writer $param $(if ($sets.Count -eq 1) { $sets[0] } else { $null }) $desc
+        Write-Parameter -w $writer -param $param -setParam $(if ($sets.Count -eq 1) { $sets[0] } else { $null }) -Description $desc
     }
     $writer.WriteEndElement()
 
@@ -116,7 +116,7 @@ foreach ($cmd in Get-Command -Module $module.Name -CommandType Cmdlet | Sort-Obj
     foreach ($in in $doc.Inputs) {
         $writer.WriteStartElement('command', 'inputType', $ns.command)
         $writer.WriteStartElement('dev', 'type', $ns.dev); $writer.WriteElementString('maml', 'name', $ns.maml, $in.Type); $writer.WriteEndElement()
-        Write-Paras $writer $in.Description
+        Write-Paragraph $writer $in.Description
         $writer.WriteEndElement()
     }
     $writer.WriteEndElement()
@@ -125,7 +125,7 @@ foreach ($cmd in Get-Command -Module $module.Name -CommandType Cmdlet | Sort-Obj
     foreach ($o in $doc.Outputs) {
         $writer.WriteStartElement('command', 'returnValue', $ns.command)
         $writer.WriteStartElement('dev', 'type', $ns.dev); $writer.WriteElementString('maml', 'name', $ns.maml, $o.Type); $writer.WriteEndElement()
-        Write-Paras $writer $o.Description
+        Write-Paragraph $writer $o.Description
         $writer.WriteEndElement()
     }
     $writer.WriteEndElement()

@@ -39,13 +39,19 @@ function Invoke-BuildTask {
     $bin = Join-Path $Root "src/LeakTools/bin/$Configuration/net8.0"
     Get-ChildItem $bin -File | Where-Object { $_.Extension -in '.dll', '.json' -and ($_.Name -notlike '*.runtimeconfig.json' -or $_.Name -eq 'LeakTools.Host.runtimeconfig.json') } |
         Copy-Item -Destination $ModuleOut
-    foreach ($dir in Get-ChildItem $bin -Directory) {
-        # native assets of packages (runtimes/<rid>/native) travel with the dlls
-        Copy-Item $dir.FullName -Destination $ModuleOut -Recurse
+    # Native assets of packages (runtimes/<rid>/native) travel with the dlls: linux-x64 only, the
+    # one platform the agent is built for (SQLite ships 14 others).
+    $nativeX64 = Join-Path $bin 'runtimes/linux-x64'
+    if (Test-Path $nativeX64) {
+        $null = New-Item -ItemType Directory -Path (Join-Path $ModuleOut 'runtimes') -Force
+        Copy-Item $nativeX64 -Destination (Join-Path $ModuleOut 'runtimes') -Recurse
     }
+    # The manifest names its format and types files under module/, as in the repository, so the
+    # repo-root manifest is valid as it stands and the staged one is the same file.
     Copy-Item (Join-Path $Root 'LeakTools.psd1') $ModuleOut
-    Copy-Item (Join-Path $Root 'module/*.ps1xml') $ModuleOut
-    Build-NativeParts
+    $null = New-Item -ItemType Directory -Path (Join-Path $ModuleOut 'module') -Force
+    Copy-Item (Join-Path $Root 'module/*.ps1xml') (Join-Path $ModuleOut 'module')
+    Build-NativePart
 
     Write-Step 'Generate MAML help from docs/'
     $rc = Invoke-ChildPwsh (Join-Path $PSScriptRoot 'New-MamlHelp.ps1') @('-ModulePath', (Join-Path $ModuleOut 'LeakTools.psd1'), '-DocsPath', (Join-Path $Root 'docs'), '-OutputPath', (Join-Path $ModuleOut 'en-US'))
@@ -54,7 +60,7 @@ function Invoke-BuildTask {
 }
 
 # Native parts (the in-process agent) are built here with the machine's gcc once they exist.
-function Build-NativeParts {
+function Build-NativePart {
     $agentDir = Join-Path $Root 'src/LeakTools.Agent'
     $buildScript = Join-Path $agentDir 'build.ps1'
     if (Test-Path $buildScript) {
@@ -62,15 +68,33 @@ function Build-NativeParts {
     }
 }
 
+# The shared tools folder that holds PSScriptAnalyzer: ../shared/tools/modules beside the repo in
+# CI; a worktree one level deeper finds it further up. $null when there is none.
+function Find-SharedModulePath {
+    $dir = Split-Path $Root -Parent
+    while ($dir) {
+        $candidate = Join-Path $dir 'shared/tools/modules'
+        if (Test-Path (Join-Path $candidate 'PSScriptAnalyzer')) { return $candidate }
+        $parent = Split-Path $dir -Parent
+        if ($parent -eq $dir) { break }
+        $dir = $parent
+    }
+    return $null
+}
+
 function Invoke-LintTask {
-    Write-Step 'Lint (stand-in for PSScriptAnalyzer)'
+    Write-Step 'Lint (PSScriptAnalyzer -Settings PSGallery, and LeakTools'' own checks)'
     if (-not (Test-Path (Join-Path $ModuleOut 'LeakTools.psd1'))) { $null = Invoke-BuildTask }
+    $shared = Find-SharedModulePath
+    if ($shared -and ($env:PSModulePath -split [IO.Path]::PathSeparator) -notcontains $shared) {
+        $env:PSModulePath = $shared + [IO.Path]::PathSeparator + $env:PSModulePath
+    }
     $rc = Invoke-ChildPwsh (Join-Path $PSScriptRoot 'Lint.ps1') @('-Root', $Root, '-ModulePath', (Join-Path $ModuleOut 'LeakTools.psd1'))
     return $rc
 }
 
 # Reads a TRX file's counters.
-function Get-TrxCounts([string] $Path) {
+function Get-TrxCount([string] $Path) {
     if (-not (Test-Path $Path)) { return [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; Missing = $true } }
     [xml] $trx = Get-Content -Raw $Path
     $c = $trx.TestRun.ResultSummary.Counters
@@ -98,7 +122,7 @@ function Invoke-TestTask {
             '--logger', "trx;LogFileName=$trx", '--logger', 'console;verbosity=minimal', '--results-directory', $results)
         if ($Filter) { $testArgs += @("--filter", "FullyQualifiedName~$Filter") }
         & $Dotnet @testArgs | Out-Host
-        $counts = Get-TrxCounts (Join-Path $results $trx)
+        $counts = Get-TrxCount (Join-Path $results $trx)
         if ($counts.Missing) { Write-Host "    no results from $project (build or host failure)" }
         Write-Host ("    {0}: {1} passed, {2} failed, {3} skipped" -f $project, $counts.Passed, $counts.Failed, $counts.Skipped)
         $passed += $counts.Passed; $failed += $counts.Failed; $skipped += $counts.Skipped
@@ -143,13 +167,13 @@ function Invoke-BenchTask {
     return $rc
 }
 
+# A .nupkg of the staged module (out/LeakTools.<version>.nupkg) for Publish-PSResource -NupkgPath.
 function Invoke-PackageTask {
     $null = Invoke-BuildTask
+    $rc = Invoke-ChildPwsh (Join-Path $PSScriptRoot 'New-Package.ps1') @('-ModulePath', (Join-Path $ModuleOut 'LeakTools.psd1'), '-OutputPath', $Out)
+    if ($rc -ne 0) { throw "Packaging failed ($rc)" }
     $manifest = Import-PowerShellDataFile (Join-Path $Root 'LeakTools.psd1')
-    $zip = Join-Path $Out "LeakTools-$($manifest.ModuleVersion).zip"
-    if (Test-Path $zip) { Remove-Item $zip }
-    Compress-Archive -Path $ModuleOut -DestinationPath $zip
-    Write-Step "Packaged $zip"
+    Write-Step "Packaged $(Join-Path $Out "LeakTools.$($manifest.ModuleVersion).nupkg")"
     return 0
 }
 

@@ -1,3 +1,7 @@
+# $PlainCore is set in BeforeDiscovery and read by an It's -Skip: the analyzer does not follow it there.
+[Diagnostics.CodeAnalysis.SuppressMessageAttribute('PSUseDeclaredVarsMoreThanAssignments', 'PlainCore', Justification = 'read by -Skip below')]
+param()
+
 BeforeDiscovery {
     # The real Abort runs only where the kernel writes a plain ./core (this machine): tests never change core_pattern.
     $PlainCore = (Get-Content /proc/sys/kernel/core_pattern -Raw).Trim() -eq 'core' -and (Get-Content /proc/sys/kernel/core_uses_pid -Raw).Trim() -eq '0'
@@ -13,7 +17,10 @@ BeforeAll {
     $script:Pwsh = Get-PwshCommand
 
     # Starts the fixture in its own working directory, optionally under prlimit; waits for READY.
-    function Start-CoreFixture([string] $Cwd, [string[]] $Prlimit = @(), [int] $HeapMiB = 16) {
+    function Start-CoreFixture {
+        # A test's own fixture: -WhatIf/-Confirm would make no sense for it.
+        [Diagnostics.CodeAnalysis.SuppressMessageAttribute('PSUseShouldProcessForStateChangingFunctions', '', Justification = 'starts a test fixture')]
+        param([string] $Cwd, [string[]] $Prlimit = @(), [int] $HeapMiB = 16)
         $null = New-Item -ItemType Directory -Force $Cwd
         $file = if ($Prlimit) { 'prlimit' } else { $Exe }
         $psi = [System.Diagnostics.ProcessStartInfo]::new($file)

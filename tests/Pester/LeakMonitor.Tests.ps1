@@ -16,7 +16,7 @@ BeforeAll {
     }
 
     # Words of a systemd ExecStart= line as our generator writes them ("..." with \\ \" escapes, $$ and %%).
-    function script:Split-SystemdWords([string] $Line) {
+    function script:Split-SystemdWord([string] $Line) {
         $words = [System.Collections.Generic.List[string]]::new()
         foreach ($m in [regex]::Matches($Line, '"((?:[^"\\]|\\.)*)"|(\S+)')) {
             $w = if ($m.Groups[1].Success) { [regex]::Replace($m.Groups[1].Value, '\\(.)', '$1') } else { $m.Groups[2].Value }
@@ -118,8 +118,8 @@ Describe 'Register-LeakMonitor with systemd' {
 
     It 'runs its exact ExecStart under an empty environment and a sample lands in the CSV history' {
         $lines = [IO.File]::ReadAllLines($Service)
-        $vars = @($lines | Where-Object { $_ -like 'Environment=*' } | ForEach-Object { (Split-SystemdWords $_.Substring(12))[0] })
-        $argv = Split-SystemdWords ($lines | Where-Object { $_ -like 'ExecStart=*' }).Substring(10)
+        $vars = @($lines | Where-Object { $_ -like 'Environment=*' } | ForEach-Object { (Split-SystemdWord $_.Substring(12))[0] })
+        $argv = Split-SystemdWord ($lines | Where-Object { $_ -like 'ExecStart=*' }).Substring(10)
         $vars | Should -Contain 'HOME=/root'
         $r = Invoke-Empty $vars $argv
         $r.ExitCode | Should -Be 0 -Because $r.Output
@@ -155,23 +155,27 @@ Describe 'Invoke-LeakMonitor' {
         $snapDir = Join-Path $TestDrive 'snaps'
         # A function of that name takes precedence over the Invoke-CoreCapture cmdlet and records
         # how the monitor calls it; the next test uses the real one.
-        $global:CoreCaptureCalls = [System.Collections.Generic.List[object]]::new()
-        function global:Invoke-CoreCapture { param([int[]] $Id, [string] $Method, [string] $Destination, [switch] $Confirm)
-            $global:CoreCaptureCalls.Add([pscustomobject]@{ Id = $Id; Method = $Method; Destination = $Destination })
-            [pscustomobject]@{ Path = Join-Path $Destination "core.$($Id[0])"; Id = $Id[0] } }
+        $calls = [System.Collections.Generic.List[object]]::new()
+        $standIn = {
+            param([int[]] $Id, [string] $Method, [string] $Destination, [switch] $Confirm)
+            $null = $Confirm
+            $calls.Add([pscustomobject]@{ Id = $Id; Method = $Method; Destination = $Destination })
+            [pscustomobject]@{ Path = Join-Path $Destination "core.$($Id[0])"; Id = $Id[0] }
+        }.GetNewClosure()
+        Set-Item function:global:Invoke-CoreCapture $standIn
         try {
             $trends = for ($i = 0; $i -lt 8; $i++) {
                 Invoke-LeakMonitor -Id $Grow.Pid -MonitorName grow -History $db -Window 60 -Action Snapshot -SnapshotDirectory $snapDir -Logger $Logger -SyslogTag pester-leak -WarningAction SilentlyContinue
                 Start-Sleep -Milliseconds 400
             }
         }
-        finally { Remove-Item function:Invoke-CoreCapture }
+        finally { Remove-Item function:global:Invoke-CoreCapture }
         $trends[-1].Verdict | Should -Be 'Growing'
         $trends[-1].Samples | Should -Be 8
-        $global:CoreCaptureCalls | Should -HaveCount 1
-        $global:CoreCaptureCalls[0].Id | Should -Be $Grow.Pid
-        $global:CoreCaptureCalls[0].Method | Should -Be 'Snapshot'
-        $global:CoreCaptureCalls[0].Destination | Should -Be $snapDir
+        $calls | Should -HaveCount 1
+        $calls[0].Id | Should -Be $Grow.Pid
+        $calls[0].Method | Should -Be 'Snapshot'
+        $calls[0].Destination | Should -Be $snapDir
         $log = @(Get-Content $LogFile)
         $log | Should -HaveCount 1
         $log[0] | Should -Match '^-t\|pester-leak\|-p\|user.warning\|--\|pester-leaking \(pid \d+\) memory is growing'

@@ -32,6 +32,8 @@ function Build-TestFixture {
 
 # Starts a fixture (optionally through a wrapper such as setpriv) and waits for its READY line.
 function Start-TestFixture {
+    # Starts and stops a test's own fixture: -WhatIf/-Confirm would make no sense for it.
+    [Diagnostics.CodeAnalysis.SuppressMessageAttribute('PSUseShouldProcessForStateChangingFunctions', '', Justification = 'test fixture')]
     param([Parameter(Mandatory)] [string] $Path, [string[]] $ArgumentList = @(), [string[]] $Wrapper = @())
     $psi = [System.Diagnostics.ProcessStartInfo]::new($(if ($Wrapper) { $Wrapper[0] } else { $Path }))
     $psi.RedirectStandardInput = $true
@@ -55,6 +57,7 @@ function Start-TestFixture {
 }
 
 function Stop-TestFixture {
+    [Diagnostics.CodeAnalysis.SuppressMessageAttribute('PSUseShouldProcessForStateChangingFunctions', '', Justification = 'test fixture')]
     param([Parameter(ValueFromPipeline)] $Fixture)
     process {
         if (-not $Fixture) { return }

@@ -22,7 +22,9 @@ BeforeAll {
     }
 
     # Watch-Allocation -Id in a pwsh of its own (to be killed), output into $Log.
-    function Start-WatchingPwsh([int] $Id, [string] $Engine, [string] $Log) {
+    function Start-WatchingPwsh {
+        [Diagnostics.CodeAnalysis.SuppressMessageAttribute('PSUseShouldProcessForStateChangingFunctions', '', Justification = 'starts a pwsh the test owns')]
+        param([int] $Id, [string] $Engine, [string] $Log)
         $pwsh = Get-PwshCommand
         $script = "Import-Module '$(Get-TestModulePath)'; Watch-Allocation -Id $Id -Expire 1 -Engine $Engine | Out-Null"
         $rest = @($pwsh | Select-Object -Skip 1) + @('-NoProfile', '-NonInteractive', '-Command', $script)
@@ -121,7 +123,7 @@ Describe 'Watch-Allocation' {
         try {
             Start-Sleep -Milliseconds 200
             { Watch-Allocation -Id $p.Id -Engine Agent -Duration 1 -ErrorAction Stop } | Should -Throw -ErrorId 'AgentUnavailable,LeakTools.Commands.WatchAllocationCommand'
-            $r = Watch-Allocation -Id $p.Id -Expire 30 -WarningVariable warned 3>$null   # until it exits
+            $null = Watch-Allocation -Id $p.Id -Expire 30 -WarningVariable warned 3>$null   # until it exits
             ($warned -join "`n") | Should -Match 'statically linked.*breakpoint engine'
             $p.WaitForExit(60000) | Should -BeTrue
             (Get-Content (Join-Path $Work 'static.log') -Raw) | Should -Match 'tight [0-9.]+ \d+'
@@ -135,7 +137,7 @@ Describe 'Watch-Allocation' {
         $plainExit = $LASTEXITCODE
         $log = Join-Path $Work 'bench-killed.log'
         $p = Start-Process $Bench -ArgumentList $arguments -PassThru -RedirectStandardOutput $log
-        $child = Start-WatchingPwsh $p.Id 'Agent' (Join-Path $Work 'pwsh-killed.log')
+        $child = Start-WatchingPwsh -Id $p.Id -Engine 'Agent' -Log (Join-Path $Work 'pwsh-killed.log')
         try {
             Wait-Watched $p.Id | Should -BeTrue
             Start-Sleep -Milliseconds 500   # the work phase runs, hooked
@@ -158,7 +160,7 @@ Describe 'Watch-Allocation' {
     It 'detaches cleanly when the pwsh running it is killed (<Engine>, <Signal>)' -ForEach @(
         @{ Engine = 'Breakpoint'; Signal = 'TERM' }, @{ Engine = 'Breakpoint'; Signal = 'KILL' }, @{ Engine = 'Agent'; Signal = 'KILL' }) {
         $p = Start-Process $Daemon -ArgumentList 200, 2 -PassThru -RedirectStandardOutput (Join-Path $Work "daemon-$Engine-$Signal.log")
-        $child = Start-WatchingPwsh $p.Id $Engine (Join-Path $Work "pwsh-$Engine-$Signal.log")
+        $child = Start-WatchingPwsh -Id $p.Id -Engine $Engine -Log (Join-Path $Work "pwsh-$Engine-$Signal.log")
         try {
             Wait-Watched $p.Id | Should -BeTrue
             Start-Sleep -Milliseconds 500

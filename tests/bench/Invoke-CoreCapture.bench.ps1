@@ -32,7 +32,7 @@ function Get-Gap {
     $fixture.StandardInput.WriteLine('gap')
     [double]($fixture.StandardOutput.ReadLine() -replace '^GAP us=', '') / 1000
 }
-function Get-Sizes([string] $Path) {
+function Get-CoreSize([string] $Path) {
     $blocks = [long](& stat -c '%b' $Path)
     [pscustomobject]@{ Apparent = (Get-Item $Path).Length; Allocated = $blocks * 512 }
 }
@@ -43,7 +43,7 @@ function Measure-Tool([string] $Tool, [scriptblock] $Run) {
     $total = $sw.Elapsed.TotalMilliseconds
     Start-Sleep -Milliseconds 50
     $gap = Get-Gap
-    $sizes = Get-Sizes $result.Path
+    $sizes = Get-CoreSize $result.Path
     Remove-Item $result.Path
     [pscustomobject]@{ Tool = $Tool; TotalMs = $total; FreezeMs = $gap; ReportedFreezeMs = $result.Freeze; Apparent = $sizes.Apparent; Allocated = $sizes.Allocated }
 }

@@ -91,7 +91,7 @@ try {
     $shares = @(($Count - $cSet.Count - $cppSet.Count), $cSet.Count, $cppSet.Count)
     $sets = @((Get-Spread $symbolFiles[0] $shares[0]), $cSet, $cppSet)
     # Different addresses in the same functions, for the "indexes built, addresses new" figure.
-    $fresh = for ($i = 0; $i -lt 3; $i++) { , (Get-Spread $symbolFiles[$i] $shares[$i] 1) }
+    $fresh = for ($i = 0; $i -lt 3; $i++) { , (Get-Spread -Binary $symbolFiles[$i] -N $shares[$i] -Shift 1) }
     $total = ($sets | ForEach-Object Count | Measure-Object -Sum).Sum
     for ($i = 0; $i -lt 3; $i++) { Set-Content (Join-Path $work "list$i.txt") ($sets[$i] | ForEach-Object { '0x{0:x}' -f $_ }) }
 

@@ -32,7 +32,7 @@ if ($LASTEXITCODE -ne 0) { throw 'gcc failed' }
 $haveHeaptrack = [bool](Get-Command heaptrack -ErrorAction Ignore)
 $haveMemleax = [bool](Get-Command memleax -ErrorAction Ignore)
 
-function Read-Phases([string[]] $Lines) {
+function Read-PhaseTiming([string[]] $Lines) {
     $r = @{}
     foreach ($l in $Lines) { if ($l -match '^(idle|work|tight) ([0-9.]+) ') { $r[$Matches[1]] = [double]$Matches[2] } }
     if ($r.Count -eq 0) { throw "no phase lines in: $($Lines -join "`n")" }
@@ -40,30 +40,30 @@ function Read-Phases([string[]] $Lines) {
 }
 
 # Arguments of the program: wait, idle, work, tight iterations, depth.
-function Get-Arguments([double] $Wait, [long] $Count, [int] $Depth) { @("$Wait", '20000', "$Count", "$Count", "$Depth") }
+function Get-FixtureArgumentList([double] $Wait, [long] $Count, [int] $Depth) { @("$Wait", '20000', "$Count", "$Count", "$Depth") }
 
-function Invoke-Untraced([long] $Count, [int] $Depth) { Read-Phases (& $exe @(Get-Arguments 0 $Count $Depth)) }
+function Invoke-Untraced([long] $Count, [int] $Depth) { Read-PhaseTiming (& $exe @(Get-FixtureArgumentList -Wait 0 -Count $Count -Depth $Depth)) }
 
 function Invoke-WatchLaunch([long] $Count, [int] $Depth, [hashtable] $Engine, [switch] $NoFreeChecks) {
     if ($NoFreeChecks) { $env:LEAKTOOLS_FREE_CHECKS = '0' }   # the launched program's environment tells the agent
     try {
-        $null = Watch-Allocation -FilePath $exe -ArgumentList (Get-Arguments 0 $Count $Depth) -Expire 30 @Engine -InformationVariable said -WarningAction Ignore 6>$null
+        $null = Watch-Allocation -FilePath $exe -ArgumentList (Get-FixtureArgumentList -Wait 0 -Count $Count -Depth $Depth) -Expire 30 @Engine -InformationVariable said -WarningAction Ignore 6>$null
     }
     finally { Remove-Item Env:LEAKTOOLS_FREE_CHECKS -ErrorAction Ignore }
-    Read-Phases ([string[]]$said.MessageData)
+    Read-PhaseTiming ([string[]]$said.MessageData)
 }
 
 function Invoke-WatchAttach([long] $Count, [int] $Depth, [hashtable] $Engine) {
     $log = Join-Path $work "attach-$([guid]::NewGuid().ToString('n').Substring(0, 8)).log"
-    $p = Start-Process $exe -ArgumentList (Get-Arguments 1.5 $Count $Depth) -PassThru -RedirectStandardOutput $log
+    $p = Start-Process $exe -ArgumentList (Get-FixtureArgumentList -Wait 1.5 -Count $Count -Depth $Depth) -PassThru -RedirectStandardOutput $log
     $null = Watch-Allocation -Id $p.Id -Expire 30 @Engine -WarningAction Ignore   # until the program exits
     $p.WaitForExit()
-    Read-Phases (Get-Content $log)
+    Read-PhaseTiming (Get-Content $log)
 }
 
 function Invoke-HeaptrackLaunch([long] $Count, [int] $Depth) {
     Push-Location $work # heaptrack writes its file into the current folder
-    try { Read-Phases ([string[]](& heaptrack -o (Join-Path $work 'ht-launch') $exe @(Get-Arguments 0 $Count $Depth) 2>&1)) }
+    try { Read-PhaseTiming ([string[]](& heaptrack -o (Join-Path $work 'ht-launch') $exe @(Get-FixtureArgumentList -Wait 0 -Count $Count -Depth $Depth) 2>&1)) }
     finally { Pop-Location }
 }
 
@@ -71,22 +71,22 @@ function Invoke-HeaptrackAttach([long] $Count, [int] $Depth) {
     Push-Location $work
     try {
         $log = Join-Path $work 'ht-attach.log'
-        $p = Start-Process $exe -ArgumentList (Get-Arguments 4 $Count $Depth) -PassThru -RedirectStandardOutput $log
+        $p = Start-Process $exe -ArgumentList (Get-FixtureArgumentList -Wait 4 -Count $Count -Depth $Depth) -PassThru -RedirectStandardOutput $log
         Start-Sleep -Milliseconds 300
         $null = & heaptrack -p $p.Id -o (Join-Path $work 'ht-attach') 2>&1   # gdb injects; returns when the program exits
         $p.WaitForExit()
-        Read-Phases (Get-Content $log)
+        Read-PhaseTiming (Get-Content $log)
     }
     finally { Pop-Location }
 }
 
 function Invoke-Memleax([long] $Count, [int] $Depth) {
     $log = Join-Path $work 'memleax.log'
-    $p = Start-Process $exe -ArgumentList (Get-Arguments 1.5 $Count $Depth) -PassThru -RedirectStandardOutput $log
+    $p = Start-Process $exe -ArgumentList (Get-FixtureArgumentList -Wait 1.5 -Count $Count -Depth $Depth) -PassThru -RedirectStandardOutput $log
     Start-Sleep -Milliseconds 300
     $null = & memleax -e 30 $p.Id 2>&1
     $p.WaitForExit()
-    Read-Phases (Get-Content $log)
+    Read-PhaseTiming (Get-Content $log)
 }
 
 function Get-Median([double[]] $Values) { $s = @($Values | Sort-Object); $s[[int][math]::Floor(($s.Count - 1) / 2)] }
@@ -117,13 +117,13 @@ $breakpoint = @{ Engine = 'Breakpoint' }
 $n = 1000000
 $plan = [ordered]@{
     'untraced'                        = @{ Run = { Invoke-Untraced 5000000 12 } }
-    'agent, launch'                   = @{ Run = { Invoke-WatchLaunch $n 12 $agent } }
-    'agent without free checks, launch' = @{ Run = { Invoke-WatchLaunch $n 12 $agent -NoFreeChecks } }
-    'agent, attach'                   = @{ Run = { Invoke-WatchAttach $n 12 $agent } }
-    'agent 512 KiB sampling, launch'  = @{ Run = { Invoke-WatchLaunch $n 12 $sampled } }
-    'agent 512 KiB sampling, attach'  = @{ Run = { Invoke-WatchAttach $n 12 $sampled } }
-    'breakpoint, launch'              = @{ Run = { Invoke-WatchLaunch $BreakpointIterations 12 $breakpoint }; Once = $true }
-    'breakpoint, attach'              = @{ Run = { Invoke-WatchAttach $BreakpointIterations 12 $breakpoint }; Once = $true }
+    'agent, launch'                   = @{ Run = { Invoke-WatchLaunch -Count $n -Depth 12 -Engine $agent } }
+    'agent without free checks, launch' = @{ Run = { Invoke-WatchLaunch -Count $n -Depth 12 -Engine $agent -NoFreeChecks } }
+    'agent, attach'                   = @{ Run = { Invoke-WatchAttach -Count $n -Depth 12 -Engine $agent } }
+    'agent 512 KiB sampling, launch'  = @{ Run = { Invoke-WatchLaunch -Count $n -Depth 12 -Engine $sampled } }
+    'agent 512 KiB sampling, attach'  = @{ Run = { Invoke-WatchAttach -Count $n -Depth 12 -Engine $sampled } }
+    'breakpoint, launch'              = @{ Run = { Invoke-WatchLaunch -Count $BreakpointIterations -Depth 12 -Engine $breakpoint }; Once = $true }
+    'breakpoint, attach'              = @{ Run = { Invoke-WatchAttach -Count $BreakpointIterations -Depth 12 -Engine $breakpoint }; Once = $true }
 }
 if ($haveHeaptrack) {
     $plan['heaptrack, launch'] = @{ Run = { Invoke-HeaptrackLaunch 300000 12 } }
@@ -134,8 +134,8 @@ $main = Measure-All $plan $Runs
 
 $deepPlan = [ordered]@{
     'untraced'      = @{ Run = { Invoke-Untraced 5000000 42 } }
-    'agent, launch' = @{ Run = { Invoke-WatchLaunch $n 42 $agent } }
-    'agent without free checks, launch' = @{ Run = { Invoke-WatchLaunch $n 42 $agent -NoFreeChecks } }
+    'agent, launch' = @{ Run = { Invoke-WatchLaunch -Count $n -Depth 42 -Engine $agent } }
+    'agent without free checks, launch' = @{ Run = { Invoke-WatchLaunch -Count $n -Depth 42 -Engine $agent -NoFreeChecks } }
 }
 if ($haveHeaptrack) { $deepPlan['heaptrack, launch'] = @{ Run = { Invoke-HeaptrackLaunch 300000 42 } } }
 $deep = Measure-All $deepPlan $Runs

@@ -26,15 +26,15 @@ $never = [timespan]::FromTicks(1)                                     # the cloc
 try {
     Start-Sleep -Milliseconds 300
     $sw = [System.Diagnostics.Stopwatch]::new()
-    function Measure-Ms([scriptblock] $Block) { $sw.Restart(); & $Block; $sw.Stop(); $sw.Elapsed.TotalMilliseconds }
+    function Measure-Millisecond([scriptblock] $Block) { $sw.Restart(); & $Block; $sw.Stop(); $sw.Elapsed.TotalMilliseconds }
 
     # warm up
     $null = Watch-ProcessMemory -Id $target.Id -Interval $never -Count 50
     $null = Watch-ProcessMemory sleep -Interval $never -Count 2
     for ($i = 0; $i -lt 200; $i++) { $null = [RawRollup]::ReadOne($target.Id) }
 
-    $rawOne = (Measure-Ms { for ($i = 0; $i -lt $Ticks; $i++) { $null = [RawRollup]::ReadOne($target.Id) } }) / $Ticks
-    $byId = (Measure-Ms { Watch-ProcessMemory -Id $target.Id -Interval $never -Count $Ticks | Out-Null }) / $Ticks
+    $rawOne = (Measure-Millisecond { for ($i = 0; $i -lt $Ticks; $i++) { $null = [RawRollup]::ReadOne($target.Id) } }) / $Ticks
+    $byId = (Measure-Millisecond { Watch-ProcessMemory -Id $target.Id -Interval $never -Count $Ticks | Out-Null }) / $Ticks
     $nameTicks = [math]::Max(20, $Ticks / 20)
     $name = "leaktools-bench-$PID"
     # one process with a unique name among ~200 others: copy sleep under a new name
@@ -42,11 +42,11 @@ try {
     Copy-Item (Get-Command sleep).Source $copy
     $named = Start-Process -FilePath $copy -ArgumentList 600 -PassThru
     Start-Sleep -Milliseconds 200
-    $byName = (Measure-Ms { Watch-ProcessMemory $name -Interval $never -Count $nameTicks | Out-Null }) / $nameTicks
+    $byName = (Measure-Millisecond { Watch-ProcessMemory $name -Interval $never -Count $nameTicks | Out-Null }) / $nameTicks
 
     $processes = @(Get-ProcessPss -WarningAction Ignore).Count
-    $rawAll = (Measure-Ms { for ($i = 0; $i -lt $AllTicks; $i++) { $null = [RawRollup]::ReadAll() } }) / $AllTicks
-    $all = (Measure-Ms { Watch-ProcessMemory -Interval $never -Count $AllTicks -WarningAction Ignore | Out-Null }) / $AllTicks
+    $rawAll = (Measure-Millisecond { for ($i = 0; $i -lt $AllTicks; $i++) { $null = [RawRollup]::ReadAll() } }) / $AllTicks
+    $all = (Measure-Millisecond { Watch-ProcessMemory -Interval $never -Count $AllTicks -WarningAction Ignore | Out-Null }) / $AllTicks
 
     Write-Host ('Watch-ProcessMemory, per sample (a tick that never sleeps), {0} processes on the machine' -f $processes)
     Write-Host ('  one process, raw smaps_rollup read (baseline): {0,8:N3} ms' -f $rawOne)
