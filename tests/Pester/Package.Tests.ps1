@@ -22,7 +22,10 @@ BeforeAll {
             $env:XDG_DATA_HOME = $null
             $env:XDG_CONFIG_HOME = $null
             $env:PSModulePath = Join-Path $PSHOME 'Modules'
-            $output = & $pwsh[0] @rest 2>&1
+            # Its working folder too: NuGet writes a NuGet/NuGet.Config there when HOME has none.
+            Push-Location $TestDrive
+            try { $output = & $pwsh[0] @rest 2>&1 }
+            finally { Pop-Location }
             $global:LASTEXITCODE | Should -Be 0 -Because ($output -join "`n")
             $output
         }
