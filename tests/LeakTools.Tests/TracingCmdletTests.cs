@@ -128,4 +128,62 @@ public sealed class TracingCmdletTests : IDisposable
         Assert.Contains("lt-alloc-static", e.Exception.Message);
         Assert.Contains("-Module", e.Exception.Message);
     }
+
+    /// <summary>Waits until Watch-Allocation reports progress past "attaching": the engine is hooked.</summary>
+    private static void WaitUntilReporting(PowerShell ps)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (!ps.Streams.Progress.ToArray().Any(p => p.StatusDescription.Contains("allocations")) && DateTime.UtcNow < deadline) Thread.Sleep(20);
+        Assert.True(ps.Streams.Progress.ToArray().Any(p => p.StatusDescription.Contains("allocations")), "Watch-Allocation never reported progress");
+    }
+
+    [LinuxTheory("gcc")]
+    [InlineData("Agent")]
+    [InlineData("Breakpoint")]
+    public void A_target_that_forks_again_and_again_gets_one_fork_warning_per_session(string engine)
+    {
+        using FixtureProcess f = FixtureProcess.Start(Server());
+        var (runspace, ps) = PowerShellSession.CreateStoppable();
+        using var _ = runspace;
+        using var __ = ps;
+        ps.AddCommand("Watch-Allocation").AddParameter("Id", f.Pid).AddParameter("Expire", 1).AddParameter("Engine", engine);
+        var async = ps.BeginInvoke();
+        WaitUntilReporting(ps);
+        // Four forks, each a few agent reports apart (its tick is a tenth of -Expire), so a warning
+        // per report that saw a new fork would show up as several.
+        for (int i = 0; i < 4; i++)
+        {
+            Assert.StartsWith("forked child=", Ask(f, "fork"));
+            Thread.Sleep(400);
+        }
+        ps.Stop();
+        Assert.True(async.IsCompleted);
+        var forkWarnings = ps.Streams.Warning.Select(w => w.Message).Where(m => m.Contains("children are not traced")).ToList();
+        Assert.Single(forkWarnings);
+        Assert.Contains($"Process {f.Pid} forked", forkWarnings[0]);
+        Assert.Matches(@"TracerPid:\s+0\n", File.ReadAllText($"/proc/{f.Pid}/status"));
+    }
+
+    [LinuxFact("gcc")]
+    public void WhatIf_attaches_to_nothing_and_starts_nothing()
+    {
+        using FixtureProcess f = FixtureProcess.Start(Server());
+        string marker = Path.Combine(Path.GetTempPath(), $"leaktools-whatif-{Environment.ProcessId}-{Guid.NewGuid():n}");
+        foreach (string engine in new[] { "Agent", "Breakpoint" })
+        {
+            var r = _ps.Run("Watch-Allocation -Id $target -Engine $engine -Duration 30 -WhatIf", Vars(("target", f.Pid), ("engine", engine))).NoErrors();
+            Assert.Empty(r.Output);
+            // Nothing was done to the process: no tracer, no agent library mapped; it answers as before.
+            Assert.Matches(@"TracerPid:\s+0\n", File.ReadAllText($"/proc/{f.Pid}/status"));
+            Assert.DoesNotContain("libleaktools-agent.so", File.ReadAllText($"/proc/{f.Pid}/maps"));
+            Assert.StartsWith("sum ", Ask(f, "sum"));
+        }
+        // Launch mode: the program is not started.
+        var launch = _ps.Run("Watch-Allocation -FilePath /usr/bin/touch -ArgumentList $marker -Duration 30 -WhatIf", Vars(("marker", marker))).NoErrors();
+        Assert.Empty(launch.Output);
+        Assert.False(File.Exists(marker));
+        // And -WhatIf is what it says: the command supports it with ConfirmImpact Medium.
+        var meta = _ps.Run("$c = Get-Command Watch-Allocation; [System.Management.Automation.CommandMetadata]::new($c).ConfirmImpact").Single<System.Management.Automation.ConfirmImpact>();
+        Assert.Equal(System.Management.Automation.ConfirmImpact.Medium, meta);
+    }
 }

@@ -78,6 +78,7 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
     private readonly List<Hook> _hooks = new();
     private readonly Dictionary<ulong, (Hook Hook, TrapKind Kind)> _traps = new();
     private readonly HashSet<int> _forkChildren = new();
+    private bool _forkSaid;
     private readonly HashSet<int> _vforkChildren = new();
     private readonly Dictionary<int, int> _earlyStops = new();
     private readonly ulong[] _frames;
@@ -913,6 +914,11 @@ public sealed unsafe class BreakpointEngine : IAllocationEventSource, IDisposabl
         if (_scratch != 0 && !StacksReferToScratch(new[] { child }, child)) s.InjectSyscall(child, _syscall, 11 /* munmap */, _scratch, _scratchSize);
         s.DetachOne(child, 0);
         _options.Verbose?.Invoke($"Process {_pid} forked child {child}: its copy of the hooks was removed and it runs untraced.");
+        if (!_forkSaid)
+        {
+            _forkSaid = true; // once per session, as the agent engine says it
+            _options.Warning?.Invoke($"Process {_pid} forked: its children are not traced (their copy of the hooks is removed). Further forks are not reported.");
+        }
     }
 
     // ---------------------------------------------------------------- detaching

@@ -12,7 +12,7 @@ namespace LeakTools.Commands;
 /// <summary>Watch-Allocation: traces a process's allocator (attach with -Id/-Name, or launch with
 /// -FilePath) and reports, memleax style, the call stacks whose blocks outlive -Expire. The
 /// tracer runs in the helper host; this cmdlet only maps parameters and replies.</summary>
-[Cmdlet(VerbsCommon.Watch, "Allocation", DefaultParameterSetName = NameSet)]
+[Cmdlet(VerbsCommon.Watch, "Allocation", DefaultParameterSetName = NameSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(AllocationStack), typeof(AllocationProblem))]
 public sealed class WatchAllocationCommand : ProcessTargetCommandBase, IDisposable
 {
@@ -137,6 +137,7 @@ public sealed class WatchAllocationCommand : ProcessTargetCommandBase, IDisposab
         {
             var (program, cwd) = ProgramResolution.Resolve(this, FilePath);
             var environment = new List<string>();
+            if (!ShouldProcess(program, "Start the program with its allocations traced")) return;
             foreach (DictionaryEntry e in Environment.GetEnvironmentVariables()) environment.Add($"{e.Key}={e.Value}");
             Watch(Request(new WatchRequest { Program = program, Arguments = ArgumentList, WorkingDirectory = cwd, Environment = environment.ToArray() }), program);
             return;
@@ -151,6 +152,7 @@ public sealed class WatchAllocationCommand : ProcessTargetCommandBase, IDisposab
         foreach (ProcessIdentity target in targets)
         {
             if (_cancel.IsCancellationRequested) break;
+            if (!ShouldProcess($"{target.Id} ({target.Name})", $"Trace allocations ({(Engine == "Agent" ? "load the LeakTools agent into the process" : "ptrace breakpoints on its allocator")})")) continue;
             Watch(Request(new WatchRequest { Pid = target.Id }), target.Id);
         }
     }

@@ -175,7 +175,7 @@ public sealed class AgentEngine : IAllocationEventSource
 
 /// <summary>Turns the agent's reports into the pipeline's per-stack calls: stacks, first expiries
 /// (for the real-time report), absolute counters (estimates when sampling), totals, bad frees;
-/// warns once per fork (children are not traced) and when the agent's stack table is full.</summary>
+/// warns once per session when the target forks (children are not traced) and when the agent's stack table is full.</summary>
 internal sealed class AgentPipelineAdapter : IAgentEventSink
 {
     private readonly IStackCounterSink _sink;
@@ -183,7 +183,7 @@ internal sealed class AgentPipelineAdapter : IAgentEventSink
     private readonly Action _exiting;
     private readonly Action<string>? _warning;
     private readonly int _pid;
-    private long _forks;
+    private bool _forkSaid;
     private bool _tableFullSaid;
 
     public AgentPipelineAdapter(IStackCounterSink sink, bool sampling, Action exiting, Action<string>? warning, int pid)
@@ -218,10 +218,11 @@ internal sealed class AgentPipelineAdapter : IAgentEventSink
     public void OnStats(AgentStats s)
     {
         _sink.Totals(s.Allocations, s.Frees, s.LiveBlocks, s.LiveBytes);
-        if (s.Forks > _forks)
+        if (s.Forks > 0 && !_forkSaid)
         {
-            _forks = s.Forks;
-            _warning?.Invoke($"Process {_pid} forked ({s.Forks} time{(s.Forks == 1 ? "" : "s")} so far): children are not traced (the agent unhooks itself in them).");
+            // Once per session: a server that forks per request would otherwise repeat it on every report.
+            _forkSaid = true;
+            _warning?.Invoke($"Process {_pid} forked: its children are not traced (the agent unhooks itself in them). Further forks are not reported.");
         }
         if (s.StackTableFull > 0 && !_tableFullSaid)
         {
