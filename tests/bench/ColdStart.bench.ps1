@@ -31,7 +31,8 @@ param(
     [int] $TargetPid = 0
 )
 $ErrorActionPreference = 'Stop'
-$ModulePath = (Resolve-Path $ModulePath).Path
+# No cmdlet from another module before the measured import (its autoload would pre-pay the module machinery).
+$ModulePath = [IO.Path]::GetFullPath($ModulePath)
 
 function Get-JitState {
     [pscustomobject]@{ Methods = [System.Runtime.JitInfo]::GetCompiledMethodCount($false); Ms = [System.Runtime.JitInfo]::GetCompilationTime($false).TotalMilliseconds }
@@ -113,12 +114,13 @@ function Invoke-Part([string] $Name, [hashtable] $Environment = @{}, [int] $Targ
     finally { foreach ($k in $saved.Keys) { [Environment]::SetEnvironmentVariable($k, $saved[$k]) } }
 }
 $table = [System.Collections.Generic.List[object]]::new()
-function Add-Row([string] $Figure, [double] $Ours, [double] $Baseline, [string] $BaselineName, [string] $Target, [string] $Unit = 'ms') {
+# Ratio: ours / baseline (a time or a slowdown); with -Speed, baseline / ours (how many times faster).
+function Add-Row([string] $Figure, [double] $Ours, [double] $Baseline, [string] $BaselineName, [string] $Target, [string] $Unit = 'ms', [switch] $Speed) {
     $table.Add([pscustomobject]@{
         Figure    = $Figure
         LeakTools = ('{0:N1} {1}' -f $Ours, $Unit)
         Baseline  = ('{0:N1} {1} ({2})' -f $Baseline, $Unit, $BaselineName)
-        Ratio     = ('{0:N2}x' -f ($Ours / $Baseline))
+        Ratio     = if ($Speed) { 'speed {0:N2}x' -f ($Baseline / $Ours) } else { '{0:N2}x' -f ($Ours / $Baseline) }
         Target    = $Target
     })
 }
@@ -203,11 +205,10 @@ try {
         $symbolRuns.Add([pscustomobject]@{ Cold = $coldRun; Warm = $warmRun })
     }
     $peerMs = Get-Median $peer
-    $speed = { param($ms) '{0:N2}x addr2line''s speed' -f ($peerMs / $ms) }
-    Add-Row "c) Resolve-Address $($list.Count) libc, first call, empty cache" (Get-Median $symbolRuns.Cold.FirstMs) $peerMs 'addr2line' 'speed >= 1.5x'
-    Add-Row 'c)   second call of that session' (Get-Median $symbolRuns.Cold.SecondMs) $peerMs 'addr2line' 'speed >= 3x'
-    Add-Row 'c)   first call, next fresh session (cache warm)' (Get-Median $symbolRuns.Warm.FirstMs) $peerMs 'addr2line' 'speed >= 1.5x'
-    Add-Row 'c)   second call of that session' (Get-Median $symbolRuns.Warm.SecondMs) $peerMs 'addr2line' 'speed >= 3x'
+    Add-Row "c) Resolve-Address $($list.Count) libc, first call, empty cache" (Get-Median $symbolRuns.Cold.FirstMs) $peerMs 'addr2line' 'speed >= 1.5x' -Speed
+    Add-Row 'c)   second call of that session' (Get-Median $symbolRuns.Cold.SecondMs) $peerMs 'addr2line' 'speed >= 3x' -Speed
+    Add-Row 'c)   first call, next fresh session (cache warm)' (Get-Median $symbolRuns.Warm.FirstMs) $peerMs 'addr2line' 'speed >= 1.5x' -Speed
+    Add-Row 'c)   second call of that session' (Get-Median $symbolRuns.Warm.SecondMs) $peerMs 'addr2line' 'speed >= 3x' -Speed
 
     # d, e) the tracers on alloc-bench.c's work loop (malloc, a little work, free; 12 calls deep).
     $allocExe = Join-Path $work 'alloc-bench'
