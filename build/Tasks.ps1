@@ -46,6 +46,7 @@ function Invoke-BuildTask {
         $null = New-Item -ItemType Directory -Path (Join-Path $ModuleOut 'runtimes') -Force
         Copy-Item $nativeX64 -Destination (Join-Path $ModuleOut 'runtimes') -Recurse
     }
+    Copy-ReadyToRunImage $bin $ModuleOut
     # The manifest names its format and types files under module/, as in the repository, so the
     # repo-root manifest is valid as it stands and the staged one is the same file.
     Copy-Item (Join-Path $Root 'LeakTools.psd1') $ModuleOut
@@ -57,6 +58,22 @@ function Invoke-BuildTask {
     $rc = Invoke-ChildPwsh (Join-Path $PSScriptRoot 'New-MamlHelp.ps1') @('-ModulePath', (Join-Path $ModuleOut 'LeakTools.psd1'), '-DocsPath', (Join-Path $Root 'docs'), '-OutputPath', (Join-Path $ModuleOut 'en-US'))
     if ($rc -ne 0) { throw "Help generation failed ($rc)" }
     return 0
+}
+
+# Precompiles the staged assemblies (build/ReadyToRun: ReadyToRun images for .NET 10, the runtime of
+# PowerShell 7.6) and copies them over the IL ones; a runtime that cannot use an image compiles the
+# IL inside it as before. Without the crossgen package (offline) the IL dlls stay, with a warning.
+function Copy-ReadyToRunImage([string] $Bin, [string] $Destination) {
+    Write-Step 'Precompile the assemblies (ReadyToRun)'
+    $project = Join-Path $PSScriptRoot 'ReadyToRun/ReadyToRun.csproj'
+    $publish = Join-Path $PSScriptRoot 'ReadyToRun/bin/publish'
+    if (Test-Path $publish) { Remove-Item $publish -Recurse -Force }
+    & $Dotnet publish $project -c $Configuration -nologo -v q -clp:ErrorsOnly "-p:ModuleBin=$Bin" "-p:PwshDir=$PSHOME" -o $publish | Out-Host
+    if ($LASTEXITCODE -ne 0) { Write-Warning 'ReadyToRun compilation failed: the module is staged as IL only (slower first calls).'; return }
+    foreach ($dll in Get-ChildItem $Destination -Filter '*.dll' -File) {
+        $image = Join-Path $publish $dll.Name
+        if (Test-Path $image) { Copy-Item $image $dll.FullName -Force }
+    }
 }
 
 # Native parts (the in-process agent) are built here with the machine's gcc once they exist.
