@@ -9,7 +9,6 @@
     PowerShellVersion    = '7.4'
     CompatiblePSEditions = @('Core')
     FormatsToProcess     = @(
-        'LeakTools.Remoting.Format.ps1xml'   # first: its views of Deserialized.* types win
         'LeakTools.ProcFs.Format.ps1xml'
         'LeakTools.StackFrame.Format.ps1xml'
         'LeakTools.Symbols.Format.ps1xml'
