@@ -102,7 +102,7 @@ $moduleRoot = Split-Path (Split-Path $ModulePath)   # the folder holding LeakToo
 $work = Join-Path ([IO.Path]::GetTempPath()) "leaktools-bench-cold-$PID"
 $null = New-Item -ItemType Directory -Force $work
 function Get-Median([double[]] $Values) { $s = @($Values | Sort-Object); $s[[int][math]::Floor(($s.Count - 1) / 2)] }
-function Measure-Ms([scriptblock] $Run) { $sw = [Diagnostics.Stopwatch]::StartNew(); $null = & $Run; $sw.Elapsed.TotalMilliseconds }
+function Measure-Millisecond([scriptblock] $Run) { $sw = [Diagnostics.Stopwatch]::StartNew(); $null = & $Run; $sw.Elapsed.TotalMilliseconds }
 function Invoke-Part([string] $Name, [hashtable] $Environment = @{}, [int] $TargetPid = 0) {
     $saved = @{}
     foreach ($k in $Environment.Keys) { $saved[$k] = [Environment]::GetEnvironmentVariable($k); [Environment]::SetEnvironmentVariable($k, $Environment[$k]) }
@@ -132,14 +132,14 @@ try {
     $bare = [System.Collections.Generic.List[double]]::new(); $withModule = [System.Collections.Generic.List[double]]::new()
     $bareRun = { & $pwsh[0] @pwshRest -NoProfile -NonInteractive -c 1 > $null }
     $moduleRun = { & $pwsh[0] @pwshRest -NoProfile -NonInteractive -c 'Import-Module LeakTools; $null = Get-ProcessPss -Id $PID' > $null }
-    $null = Measure-Ms $bareRun; $null = Measure-Ms $moduleRun   # file cache warm for both
+    $null = Measure-Millisecond $bareRun; $null = Measure-Millisecond $moduleRun   # file cache warm for both
     for ($r = 0; $r -lt $Rounds; $r++) {
-        if ($r % 2) { $withModule.Add((Measure-Ms $moduleRun)); $bare.Add((Measure-Ms $bareRun)) }
-        else { $bare.Add((Measure-Ms $bareRun)); $withModule.Add((Measure-Ms $moduleRun)) }
+        if ($r % 2) { $withModule.Add((Measure-Millisecond $moduleRun)); $bare.Add((Measure-Millisecond $bareRun)) }
+        else { $bare.Add((Measure-Millisecond $bareRun)); $withModule.Add((Measure-Millisecond $moduleRun)) }
     }
     $env:PSModulePath = $savedPath
     $bareMs = Get-Median $bare; $modMs = Get-Median $withModule
-    Add-Row 'a) pwsh -c Import-Module; Get-ProcessPss' $modMs $bareMs 'pwsh -c 1' '<= 1.10x'
+    Add-Row -Figure 'a) pwsh -c Import-Module; Get-ProcessPss' -Ours $modMs -Baseline $bareMs -BaselineName 'pwsh -c 1' -Target '<= 1.10x'
     $imports = @(for ($r = 0; $r -lt $Rounds; $r++) { Invoke-Part 'Import' })
 
     # b) first snapshot of a fresh session against gcore, on one fixture; freeze from its heartbeat.
@@ -162,7 +162,7 @@ try {
             $snapshots.Add($s)
             if ($haveGcore) {
                 $null = Get-Gap
-                $ms = Measure-Ms { & gcore -o (Join-Path $work 'gcore') $fixture.Id *> $null }
+                $ms = Measure-Millisecond { & gcore -o (Join-Path $work 'gcore') $fixture.Id *> $null }
                 Start-Sleep -Milliseconds 50
                 $gcores.Add([pscustomobject]@{ Ms = $ms; Gap = (Get-Gap) })
                 Remove-Item (Join-Path $work "gcore.$($fixture.Id)") -ErrorAction Ignore
@@ -175,8 +175,8 @@ try {
         $null = $fixture.WaitForExit(10000)
     }
     if ($haveGcore) {
-        Add-Row "b) first Invoke-CoreCapture, fresh session ($HeapMiB MiB)" (Get-Median $snapshots.FirstMs) (Get-Median $gcores.Ms) 'gcore' '<= 1x'
-        Add-Row 'b) freeze (heartbeat gap)' (Get-Median $snapshots.Gap) (Get-Median $gcores.Gap) 'gcore' 'no longer than before'
+        Add-Row -Figure "b) first Invoke-CoreCapture, fresh session ($HeapMiB MiB)" -Ours (Get-Median $snapshots.FirstMs) -Baseline (Get-Median $gcores.Ms) -BaselineName 'gcore' -Target '<= 1x'
+        Add-Row -Figure 'b) freeze (heartbeat gap)' -Ours (Get-Median $snapshots.Gap) -Baseline (Get-Median $gcores.Gap) -BaselineName 'gcore' -Target 'no longer than before'
     }
 
     # c) Resolve-Address on libc: addresses spread through every function of libc's symbols.
@@ -200,45 +200,45 @@ try {
     for ($r = 0; $r -lt $Rounds; $r++) {
         $cacheHome = Join-Path $work "cache-$r"
         $coldRun = Invoke-Part 'Symbols' -Environment @{ XDG_CACHE_HOME = $cacheHome }
-        $peer.Add((Measure-Ms { & bash -c "addr2line -f -C -i -e '$libc' < '$listFile' > /dev/null" }))
+        $peer.Add((Measure-Millisecond { & bash -c "addr2line -f -C -i -e '$libc' < '$listFile' > /dev/null" }))
         $warmRun = Invoke-Part 'Symbols' -Environment @{ XDG_CACHE_HOME = $cacheHome }
         $symbolRuns.Add([pscustomobject]@{ Cold = $coldRun; Warm = $warmRun })
     }
     $peerMs = Get-Median $peer
-    Add-Row "c) Resolve-Address $($list.Count) libc, first call, empty cache" (Get-Median $symbolRuns.Cold.FirstMs) $peerMs 'addr2line' 'speed >= 1.5x' -Speed
-    Add-Row 'c)   second call of that session' (Get-Median $symbolRuns.Cold.SecondMs) $peerMs 'addr2line' 'speed >= 3x' -Speed
-    Add-Row 'c)   first call, next fresh session (cache warm)' (Get-Median $symbolRuns.Warm.FirstMs) $peerMs 'addr2line' 'speed >= 1.5x' -Speed
-    Add-Row 'c)   second call of that session' (Get-Median $symbolRuns.Warm.SecondMs) $peerMs 'addr2line' 'speed >= 3x' -Speed
+    Add-Row -Figure "c) Resolve-Address $($list.Count) libc, first call, empty cache" -Ours (Get-Median $symbolRuns.Cold.FirstMs) -Baseline $peerMs -BaselineName 'addr2line' -Target 'speed >= 1.5x' -Speed
+    Add-Row -Figure 'c)   second call of that session' -Ours (Get-Median $symbolRuns.Cold.SecondMs) -Baseline $peerMs -BaselineName 'addr2line' -Target 'speed >= 3x' -Speed
+    Add-Row -Figure 'c)   first call, next fresh session (cache warm)' -Ours (Get-Median $symbolRuns.Warm.FirstMs) -Baseline $peerMs -BaselineName 'addr2line' -Target 'speed >= 1.5x' -Speed
+    Add-Row -Figure 'c)   second call of that session' -Ours (Get-Median $symbolRuns.Warm.SecondMs) -Baseline $peerMs -BaselineName 'addr2line' -Target 'speed >= 3x' -Speed
 
     # d, e) the tracers on alloc-bench.c's work loop (malloc, a little work, free; 12 calls deep).
     $allocExe = Join-Path $work 'alloc-bench'
     & gcc -O2 -g -o $allocExe (Join-Path $PSScriptRoot '../fixtures/alloc-bench.c')
     if ($LASTEXITCODE -ne 0) { throw 'gcc failed' }
-    function Read-Loops([string[]] $Lines) {
+    function Read-LoopFigure([string[]] $Lines) {
         $r = @{}
         foreach ($l in $Lines) { if ($l -match '^(work|tight) ([0-9.]+) ') { $r[$Matches[1]] = [double]$Matches[2] } }
         if ($r.Count -lt 2) { throw "no work/tight lines in: $($Lines -join "`n")" }
         [pscustomobject]$r
     }
-    function Get-AllocArgs([double] $Wait, [long] $N) { @("$Wait", '1000', "$N", "$N", '12') }
-    $untracedRun = { Read-Loops (& $allocExe @(Get-AllocArgs 0 2000000)) }
+    function Get-AllocArgument([double] $Wait, [long] $N) { @("$Wait", '1000', "$N", "$N", '12') }
+    $untracedRun = { Read-LoopFigure (& $allocExe @(Get-AllocArgument 0 2000000)) }
     $launchRun = { param($Engine, $N)
-        $null = Watch-Allocation -FilePath $allocExe -ArgumentList (Get-AllocArgs 0 $N) -Engine $Engine -Expire 30 -InformationVariable said -WarningAction Ignore 6>$null
-        Read-Loops ([string[]]$said.MessageData) }
+        $null = Watch-Allocation -FilePath $allocExe -ArgumentList (Get-AllocArgument 0 $N) -Engine $Engine -Expire 30 -InformationVariable said -WarningAction Ignore 6>$null
+        Read-LoopFigure ([string[]]$said.MessageData) }
     $attachRun = { param($Engine, $N)
         $log = Join-Path $work "attach-$([guid]::NewGuid().ToString('n').Substring(0, 8)).log"
-        $p = Start-Process $allocExe -ArgumentList (Get-AllocArgs 1.5 $N) -PassThru -RedirectStandardOutput $log
+        $p = Start-Process $allocExe -ArgumentList (Get-AllocArgument 1.5 $N) -PassThru -RedirectStandardOutput $log
         $null = Watch-Allocation -Id $p.Id -Engine $Engine -Expire 30 -WarningAction Ignore
         $p.WaitForExit()
-        Read-Loops (Get-Content $log) }
+        Read-LoopFigure (Get-Content $log) }
     $heaptrackRun = {
         $log = Join-Path $work 'ht.log'
-        $p = Start-Process $allocExe -ArgumentList (Get-AllocArgs 3 500000) -PassThru -RedirectStandardOutput $log
+        $p = Start-Process $allocExe -ArgumentList (Get-AllocArgument 3 500000) -PassThru -RedirectStandardOutput $log
         Start-Sleep -Milliseconds 300
         Push-Location $work
         try { $null = & heaptrack -p $p.Id -o (Join-Path $work 'ht') 2>&1 } finally { Pop-Location }
         $p.WaitForExit()
-        Read-Loops (Get-Content $log) }
+        Read-LoopFigure (Get-Content $log) }
     $haveHeaptrack = [bool](Get-Command heaptrack -ErrorAction Ignore)
     $runs = [ordered]@{ untraced = @(); agentLaunch = @(); agentAttach = @(); breakpoint = @(); heaptrack = @() }
     for ($r = 0; $r -lt [math]::Min(3, $Rounds); $r++) {
@@ -251,10 +251,10 @@ try {
     foreach ($loop in 'work', 'tight') {
         $base = Get-Median $runs.untraced.$loop
         $what = if ($loop -eq 'work') { 'work loop (malloc, work, free)' } else { 'tight loop (malloc, free)' }
-        Add-Row "d) -Engine Breakpoint, $what, launch, 1 run" (Get-Median $runs.breakpoint.$loop) $base 'untraced' '< 150x' 'ns/iter'
-        Add-Row "e) -Engine Agent, $what, launch" (Get-Median $runs.agentLaunch.$loop) $base 'untraced' '<= 1.5x' 'ns/iter'
-        Add-Row "e) -Engine Agent, $what, attach to a sleeper" (Get-Median $runs.agentAttach.$loop) $base 'untraced' '<= 1.5x' 'ns/iter'
-        if ($haveHeaptrack) { Add-Row "e) heaptrack -p, $what, attach" (Get-Median $runs.heaptrack.$loop) $base 'untraced' 'agent below it' 'ns/iter' }
+        Add-Row -Figure "d) -Engine Breakpoint, $what, launch, 1 run" -Ours (Get-Median $runs.breakpoint.$loop) -Baseline $base -BaselineName 'untraced' -Target '< 150x' -Unit 'ns/iter'
+        Add-Row -Figure "e) -Engine Agent, $what, launch" -Ours (Get-Median $runs.agentLaunch.$loop) -Baseline $base -BaselineName 'untraced' -Target '<= 1.5x' -Unit 'ns/iter'
+        Add-Row -Figure "e) -Engine Agent, $what, attach to a sleeper" -Ours (Get-Median $runs.agentAttach.$loop) -Baseline $base -BaselineName 'untraced' -Target '<= 1.5x' -Unit 'ns/iter'
+        if ($haveHeaptrack) { Add-Row -Figure "e) heaptrack -p, $what, attach" -Ours (Get-Median $runs.heaptrack.$loop) -Baseline $base -BaselineName 'untraced' -Target 'agent below it' -Unit 'ns/iter' }
     }
 
     Write-Host "Cold start and first calls (issue 16): medians of $Rounds runs (tracers: 3, breakpoint: 1), interleaved with their baselines"
