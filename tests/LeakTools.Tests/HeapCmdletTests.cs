@@ -91,7 +91,7 @@ public sealed class HeapCmdletTests : IDisposable
         var r = _ps.Run(
             "$core = Invoke-CoreCapture -Id $pid1 -Destination $dir; " +
             "$l = Find-LeakedAllocation $core.Path; $l | Export-Clixml $xml; " +
-            "($l | Format-Table -View Wide | Out-String -Width 200); (Import-Clixml $xml | Format-Table -View Wide | Out-String -Width 200); " +
+            "($l | Format-Table | Out-String -Width 200); (Import-Clixml $xml | Format-Table | Out-String -Width 200); " +
             "(Get-HeapSummary $core.Path | Out-String -Width 200)",
             Vars(("xml", xml))).NoErrors();
         string live = (string)r.Output[0].BaseObject, deserialized = (string)r.Output[1].BaseObject, summary = (string)r.Output[2].BaseObject;
