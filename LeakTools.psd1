@@ -9,7 +9,6 @@
     PowerShellVersion    = '7.4'
     CompatiblePSEditions = @('Core')
     FormatsToProcess     = @(
-        'module/LeakTools.Remoting.Format.ps1xml'   # first: its views of Deserialized.* types win
         'module/LeakTools.ProcFs.Format.ps1xml'
         'module/LeakTools.StackFrame.Format.ps1xml'
         'module/LeakTools.Symbols.Format.ps1xml'

@@ -46,11 +46,6 @@ public sealed class AllocationStack
     /// functions as frames of their own).</summary>
     public StackFrame[] Frames { get; set; } = Array.Empty<StackFrame>();
 
-    /// <summary><see cref="Frames"/> as one line, innermost first: "leak (app.c:12) &lt;- main (app.c:40)", escaped
-    /// for terminals (<see cref="StackText"/>). Export-Csv writes it as the Stack column.</summary>
-    [System.Text.Json.Serialization.JsonIgnore]
-    public string Stack => StackText.Format(Frames);
-
     /// <summary>The engine that recorded it: Breakpoint (ptrace) or Agent (in-process).</summary>
     public string Engine { get; set; } = "";
 
@@ -98,11 +93,6 @@ public sealed class AllocationProblem
 
     /// <summary>The stack of the bad free.</summary>
     public StackFrame[] Frames { get; set; } = Array.Empty<StackFrame>();
-
-    /// <summary>The bad free's <see cref="Frames"/> as one line, innermost first: "leak (app.c:12) &lt;- main (app.c:40)", escaped
-    /// for terminals (<see cref="StackText"/>). Export-Csv writes it as the Stack column.</summary>
-    [System.Text.Json.Serialization.JsonIgnore]
-    public string Stack => StackText.Format(Frames);
 
     /// <summary>DoubleFree: where the block was freed the first time.</summary>
     public StackFrame[]? FirstFreeFrames { get; set; }

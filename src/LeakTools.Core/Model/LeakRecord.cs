@@ -71,11 +71,6 @@ public sealed class LeakRecord
     /// Frames whose Function is null were "???" in the report; Module and ModuleOffset say where to resolve them.</summary>
     public StackFrame[] Frames { get; set; } = Array.Empty<StackFrame>();
 
-    /// <summary><see cref="Frames"/> as one line, innermost first: "leak (app.c:12) &lt;- main (app.c:40)", escaped
-    /// for terminals (<see cref="StackText"/>). Export-Csv writes it as the Stack column.</summary>
-    [System.Text.Json.Serialization.JsonIgnore]
-    public string Stack => StackText.Format(Frames);
-
     /// <summary>Valgrind's further lines: "Address 0x... is 0 bytes inside a block of size 512 free'd"
     /// with the stack that freed it, "Block was alloc'd at" with its stack, origins of uninitialised values.</summary>
     public LeakRecordDetail[] Auxiliary { get; set; } = Array.Empty<LeakRecordDetail>();

@@ -48,11 +48,6 @@ public sealed class LeakedAllocation
     /// session active as the core was taken and had seen this block allocated; null otherwise.</summary>
     public StackFrame[]? Frames { get; set; }
 
-    /// <summary>Where it was allocated (<see cref="Frames"/>; empty without them) as one line, innermost first: "leak (app.c:12) &lt;- main (app.c:40)", escaped
-    /// for terminals (<see cref="StackText"/>). Export-Csv writes it as the Stack column.</summary>
-    [System.Text.Json.Serialization.JsonIgnore]
-    public string Stack => StackText.Format(Frames);
-
     /// <summary>The chunk holding the block, header included.</summary>
     public long ChunkSize { get; set; }
 
