@@ -1,3 +1,7 @@
+# A global function (and its call list) stands in for Invoke-CoreCapture in one test: a function
+# made from a closure with Set-Item stayed visible to the cmdlet's command lookup after removal.
+[Diagnostics.CodeAnalysis.SuppressMessageAttribute('PSAvoidGlobalVars', '', Justification = 'the stand-in for Invoke-CoreCapture must be a global function recording its calls')]
+param()
 # Register/Get/Unregister/Invoke-LeakMonitor and Get-MemoryHistory, all under a temporary -Root:
 # the generated cron and systemd commands are run exactly, under an empty environment (env -i plus
 # the variables the file sets), and must land a sample in the history.
@@ -155,21 +159,19 @@ Describe 'Invoke-LeakMonitor' {
         $snapDir = Join-Path $TestDrive 'snaps'
         # A function of that name takes precedence over the Invoke-CoreCapture cmdlet and records
         # how the monitor calls it; the next test uses the real one.
-        $calls = [System.Collections.Generic.List[object]]::new()
-        $standIn = {
-            param([int[]] $Id, [string] $Method, [string] $Destination, [switch] $Confirm)
+        $global:CoreCaptureCalls = [System.Collections.Generic.List[object]]::new()
+        function global:Invoke-CoreCapture { param([int[]] $Id, [string] $Method, [string] $Destination, [switch] $Confirm)
             $null = $Confirm
-            $calls.Add([pscustomobject]@{ Id = $Id; Method = $Method; Destination = $Destination })
-            [pscustomobject]@{ Path = Join-Path $Destination "core.$($Id[0])"; Id = $Id[0] }
-        }.GetNewClosure()
-        Set-Item function:global:Invoke-CoreCapture $standIn
+            $global:CoreCaptureCalls.Add([pscustomobject]@{ Id = $Id; Method = $Method; Destination = $Destination })
+            [pscustomobject]@{ Path = Join-Path $Destination "core.$($Id[0])"; Id = $Id[0] } }
+        $calls = $global:CoreCaptureCalls
         try {
             $trends = for ($i = 0; $i -lt 8; $i++) {
                 Invoke-LeakMonitor -Id $Grow.Pid -MonitorName grow -History $db -Window 60 -Action Snapshot -SnapshotDirectory $snapDir -Logger $Logger -SyslogTag pester-leak -WarningAction SilentlyContinue
                 Start-Sleep -Milliseconds 400
             }
         }
-        finally { Remove-Item function:global:Invoke-CoreCapture }
+        finally { Remove-Item function:Invoke-CoreCapture }
         $trends[-1].Verdict | Should -Be 'Growing'
         $trends[-1].Samples | Should -Be 8
         $calls | Should -HaveCount 1
@@ -186,12 +188,12 @@ Describe 'Invoke-LeakMonitor' {
         $db = Join-Path $TestDrive 'real-snap.db'
         $snapDir = Join-Path $TestDrive 'real-snaps'
         $trends = for ($i = 0; $i -lt 9; $i++) {
-            Invoke-LeakMonitor -Id $Grow.Pid -MonitorName real -History $db -Window 60 -Action Snapshot -SnapshotDirectory $snapDir -NoSyslog -WarningAction SilentlyContinue
+            Invoke-LeakMonitor -Id $Grow.Pid -MonitorName real -History $db -Window 60 -Action Snapshot -SnapshotDirectory $snapDir -NoSyslog -WarningVariable +snapWarnings -WarningAction SilentlyContinue
             Start-Sleep -Milliseconds 300
         }
         $trends[-1].Verdict | Should -Be 'Growing'
         $cores = @(Get-ChildItem $snapDir -File)
-        $cores | Should -HaveCount 1 -Because 'one episode, one snapshot, however many runs see it growing'
+        $cores | Should -HaveCount 1 -Because "one episode, one snapshot, however many runs see it growing (warnings: $snapWarnings)"
         $dump = @(Get-CoreDump -Path $snapDir)
         $dump | Should -HaveCount 1
         $dump[0].Id | Should -Be $Grow.Pid

@@ -148,7 +148,17 @@ public class ValgrindRunTests
     public void Cancel_stops_the_program_and_the_report_is_still_read()
     {
         string exe = FixtureBuilder.Build("valgrind-daemon.c");
-        var (events, result) = Run(new ValgrindOptions { Program = exe }, cancelAfter: TimeSpan.FromSeconds(1.2));
+        // Cancel once the program serves requests (each one leaks), not after a fixed time: under
+        // load valgrind may not have started the program within any given window.
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var run = ValgrindRun.Start(new ValgrindOptions { Program = exe });
+        var events = new List<ValgrindEvent>();
+        foreach (var e in run.Events(cancel.Token))
+        {
+            events.Add(e);
+            if (e.Text is not null && e.Text.Contains("serving requests")) cancel.CancelAfter(TimeSpan.FromMilliseconds(300));
+        }
+        var result = run.Result();
         Assert.Equal("SIGINT", result.StopSignal);
         Assert.Contains(events, e => e.Kind == ValgrindEventKind.Verbose && e.Text.Contains("the command was stopped"));
         Assert.True(result.Report.Summary.Complete);
