@@ -86,15 +86,20 @@ function Build-NativePart {
 }
 
 # The shared tools folder that holds PSScriptAnalyzer: ../shared/tools/modules beside the repo in
-# CI; a worktree one level deeper finds it further up. $null when there is none.
+# CI; a worktree one level deeper finds it further up, and a clone of a local checkout (as
+# shared/tools/fresh-clone-test makes in /tmp) beside the checkout it came from. $null when there is none.
 function Find-SharedModulePath {
-    $dir = Split-Path $Root -Parent
-    while ($dir) {
-        $candidate = Join-Path $dir 'shared/tools/modules'
-        if (Test-Path (Join-Path $candidate 'PSScriptAnalyzer')) { return $candidate }
-        $parent = Split-Path $dir -Parent
-        if ($parent -eq $dir) { break }
-        $dir = $parent
+    $starts = @(Split-Path $Root -Parent)
+    $origin = & git -C $Root config --get remote.origin.url 2>$null
+    if ($origin -and (Test-Path $origin)) { $starts += Split-Path (Resolve-Path $origin).Path -Parent }
+    foreach ($dir in $starts) {
+        while ($dir) {
+            $candidate = Join-Path $dir 'shared/tools/modules'
+            if (Test-Path (Join-Path $candidate 'PSScriptAnalyzer')) { return $candidate }
+            $parent = Split-Path $dir -Parent
+            if ($parent -eq $dir) { break }
+            $dir = $parent
+        }
     }
     return $null
 }
